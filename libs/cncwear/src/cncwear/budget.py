@@ -1,0 +1,44 @@
+"""Search budgets: how much a retrain may spend on each candidate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cncwear.settings import Budget
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    tree_iterations: int
+    """Randomized-search draws for the decision tree."""
+    forest_iterations: int
+    """Randomized-search draws for the random forest."""
+    cv_folds: int
+    """Grouped cross-validation folds inside the training experiments."""
+    max_trees: int | None
+    """Cap on the forest's n_estimators grid (None: the thesis grid up to 2000)."""
+    search_row_stride: int
+    """Searches see every n-th row of each experiment: rows 100 ms apart are near duplicates, so
+    thinning them costs little signal and divides search time. The winner is refit on all rows."""
+    automl_seconds: float
+    """Time budget of the AutoML engine."""
+
+
+BUDGETS: dict[Budget, SearchBudget] = {
+    Budget.FAST: SearchBudget(
+        tree_iterations=6,
+        forest_iterations=2,
+        cv_folds=3,
+        max_trees=40,
+        search_row_stride=8,
+        automl_seconds=5.0,
+    ),
+    Budget.FULL: SearchBudget(
+        tree_iterations=60,
+        forest_iterations=8,
+        cv_folds=4,
+        max_trees=None,
+        search_row_stride=4,
+        automl_seconds=60.0,
+    ),
+}

@@ -1,0 +1,117 @@
+"""The ``cncwear`` command line: train, and score a CSV of raw rows with the champion."""
+
+from __future__ import annotations
+
+import logging
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import pandas as pd
+import typer
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from cncwear.errors import CncwearError, SchemaError
+from cncwear.scoring import labels, probability_worn
+from cncwear.settings import Budget, get_settings
+from cncwear.store import ModelStore
+from cncwear.training import DEFAULT_CANDIDATES, RetrainReport, retrain
+
+app = typer.Typer(help="cncwear: tool-wear classification for CNC mills.", no_args_is_help=True,
+    pretty_exceptions_enable=False,
+)
+console = Console(stderr=True)
+
+
+@app.command()
+def train(
+    budget: Annotated[Budget | None, typer.Option(help="Search budget (default: CNCWEAR_BUDGET).")] = None,
+    candidate: Annotated[
+        list[str] | None,
+        typer.Option("--candidate", "-c", help="Candidate to train (repeatable): decision_tree, "
+                     "random_forest, automl, baseline. Default: the first three."),
+    ] = None,
+    data_dir: Annotated[Path | None, typer.Option(help="Training data folder (default: CNCWEAR_DATA_DIR).")] = None,
+    reason: Annotated[str, typer.Option(help="Why this retrain, recorded on the run.")] = "on demand",
+) -> None:
+    """Train the candidates, log them to MLflow, register the best and promote it if it beats the
+    champion on held-out experiments."""
+    settings = get_settings()
+    with Progress(
+        TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(), console=console,
+    ) as bar:
+        task = bar.add_task("starting", total=100)
+        report = retrain(
+            settings,
+            budget=budget,
+            candidates=candidate or list(DEFAULT_CANDIDATES),
+            data_dir=data_dir,
+            reason=reason,
+            progress=lambda stage, percent: bar.update(task, description=stage, completed=percent),
+        )
+    _show_report(report)
+
+
+@app.command()
+def predict(
+    rows: Annotated[Path, typer.Argument(help="CSV of raw sensor rows.", exists=True, dir_okay=False)],
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+) -> None:
+    """Score a CSV of raw sensor rows with the champion: one class and wear probability per row."""
+    champion = ModelStore(get_settings()).load_champion()
+    frame = pd.read_csv(rows, keep_default_na=False, dtype=str)
+    probability = probability_worn(champion.pipeline, frame)
+    result = pd.DataFrame({"label": labels(probability), "probability_worn": probability})
+    result.to_csv(output if output else sys.stdout, index=False)
+    console.print(f"scored {len(result)} rows with {champion.name} version {champion.version}")
+
+
+def _show_report(report: RetrainReport) -> None:
+    table = Table(title=f"Retrain {report.run_id} ({report.budget.value} budget, {report.seconds:.0f} s)")
+    for column in ("candidate", "grouped CV acc", "holdout acc", "holdout MCC", "ROC AUC",
+                   "experiments right", "leaky row-split acc", "fit s"):
+        table.add_column(column, justify="right" if column != "candidate" else "left")
+    for c in report.candidates:
+        if c.holdout is None:
+            table.add_row(c.name, f"[red]failed: {c.error}[/red]", *[""] * 6)
+            continue
+        h = c.holdout
+        table.add_row(
+            c.name + (" *" if c.name == report.winner else ""),
+            _fmt(c.cv_accuracy), _fmt(h.accuracy), _fmt(h.mcc), _fmt(h.roc_auc),
+            f"{h.experiments_right}/{h.experiments}", f"{_fmt(c.leaky_accuracy)} (leaky)",
+            f"{c.fit_seconds:.1f}",
+        )
+    console.print(table)
+    console.print(
+        f"held-out experiments: {report.split.holdout_experiments}; "
+        f"winner: {report.winner}, registered as version {report.version}"
+    )
+    winner = next(c for c in report.candidates if c.name == report.winner)
+    top = sorted(winner.importances.items(), key=lambda kv: -kv[1])[:5]
+    console.print("features the winner leans on: " + ", ".join(f"{n} ({v:.2f})" for n, v in top))
+    verdict = "[green]promoted[/green]" if report.decision.promoted else "[yellow]not promoted[/yellow]"
+    console.print(f"{verdict}: {report.decision.reason}")
+    for warning in report.warnings:
+        console.print(f"[yellow]warning:[/yellow] {warning}")
+
+
+def _fmt(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def main() -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        app()
+    except SchemaError as error:
+        console.print(f"[red]bad input:[/red] {error.total} problem(s)")
+        for problem in error.problems[:50]:
+            console.print(f"  {problem}")
+        raise SystemExit(2) from None
+    except CncwearError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise SystemExit(1) from None

@@ -1,0 +1,51 @@
+"""Domain errors. They carry what went wrong in domain terms; the HTTP layer and the CLI decide how
+to show them. No web framework is imported here."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+class CncwearError(Exception):
+    """Base of every error cncwear raises on purpose."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One thing wrong with a batch of rows. ``row`` is None for column-level problems."""
+
+    column: str
+    problem: str
+    row: int | None = None
+
+    def __str__(self) -> str:
+        where = f"row {self.row}, column {self.column!r}" if self.row is not None else repr(self.column)
+        return f"{where}: {self.problem}"
+
+
+class SchemaError(CncwearError):
+    """Rows that do not match the raw sensor-row schema. Lists every problem found (up to a cap),
+    never the offending values, so logs and responses do not echo client data back."""
+
+    def __init__(self, problems: list[Problem], total: int | None = None) -> None:
+        self.problems = problems
+        self.total = total if total is not None else len(problems)
+        shown = "; ".join(str(p) for p in problems[:10])
+        more = f" (and {self.total - 10} more)" if self.total > 10 else ""
+        super().__init__(f"{self.total} problem(s) in the rows: {shown}{more}")
+
+
+class DataError(CncwearError):
+    """A training data folder that cannot be used (missing files, unknown labels, no rows)."""
+
+
+class NoChampionError(CncwearError):
+    """The registry has no model under the champion alias yet."""
+
+
+class ModelLoadError(CncwearError):
+    """A registered model version that cannot be loaded or does not behave like a cncwear model."""
+
+
+class TrainingError(CncwearError):
+    """A retrain that could not produce any candidate."""

@@ -1,0 +1,54 @@
+"""The reference profile of a model's training data, logged with the model.
+
+Drift monitoring compares live traffic against it, so it describes the features the model's
+estimator actually sees (after feature engineering and selection), plus the class balance and the
+distribution of predicted wear probability on the held-out experiments.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from sklearn.pipeline import Pipeline
+
+QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
+PROBABILITY_BINS = 20
+
+
+def build_profile(
+    pipeline: Pipeline,
+    train_x: pd.DataFrame,
+    train_y: np.ndarray,
+    holdout_probability_worn: np.ndarray,
+    *,
+    sample_size: int = 2000,
+    seed: int = 0,
+) -> dict[str, Any]:
+    engineered = pipeline[:-1].transform(train_x)
+    rng = np.random.default_rng(seed)
+    sample_rows = rng.choice(len(engineered), size=min(sample_size, len(engineered)), replace=False)
+    histogram, edges = np.histogram(holdout_probability_worn, bins=PROBABILITY_BINS, range=(0, 1))
+    return {
+        "rows": len(train_x),
+        "class_balance": {
+            "unworn": float(np.mean(train_y == 0)),
+            "worn": float(np.mean(train_y == 1)),
+        },
+        "features": {str(c): _describe(engineered[c].to_numpy()) for c in engineered.columns},
+        "sample": {str(c): engineered[c].to_numpy()[sample_rows].tolist() for c in engineered.columns},
+        "holdout_probability_worn": {
+            "bin_edges": edges.tolist(),
+            "counts": histogram.tolist(),
+            "mean": float(np.mean(holdout_probability_worn)),
+        },
+    }
+
+
+def _describe(values: np.ndarray) -> dict[str, Any]:
+    return {
+        "mean": float(np.mean(values)),
+        "std": float(np.std(values)),
+        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)},
+    }

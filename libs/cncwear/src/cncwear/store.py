@@ -1,0 +1,228 @@
+"""The one MLflow access layer: tracking runs, logging models, the registry and the champion alias.
+
+Everything else in cncwear talks to MLflow through :class:`ModelStore`, so the tracking URI, the
+serialisation format and the tag names are decided in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import pandas as pd
+import skops.io
+from filelock import FileLock
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
+
+from cncwear.errors import ModelLoadError, NoChampionError
+from cncwear.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PROFILE_FILE = "reference_profile.json"
+MODEL_ARTIFACT = "model"
+
+
+class Tag:
+    """Tag names on runs and model versions."""
+
+    CANDIDATE = "cncwear.candidate"
+    DATA_HASH = "cncwear.data_hash"
+    JOB_ID = "cncwear.job_id"
+    DECISION = "cncwear.promotion.decision"
+    REASON = "cncwear.promotion.reason"
+    RUN_KIND = "cncwear.run_kind"
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model version, loaded: the pipeline and what was logged with it."""
+
+    name: str
+    version: str
+    run_id: str
+    pipeline: Pipeline
+    profile: dict[str, Any]
+    tags: dict[str, str]
+
+
+class ModelStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tracking_uri = settings.tracking_uri()
+        if not settings.mlflow_tracking_uri:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        mlflow.set_tracking_uri(self.tracking_uri)
+        mlflow.set_registry_uri(self.tracking_uri)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    # -- tracking -------------------------------------------------------------------------------
+
+    def experiment_id(self) -> str:
+        name = self.settings.mlflow_experiment
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        try:
+            return str(
+                self.client.create_experiment(
+                    name, artifact_location=self.settings.artifact_location()
+                )
+            )
+        except MlflowException:  # created meanwhile by a concurrent retrain
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
+
+    @contextmanager
+    def retrain_run(self, *, tags: dict[str, str]) -> Iterator[str]:
+        """The parent run of one retrain; yields its id."""
+        with mlflow.start_run(
+            experiment_id=self.experiment_id(), tags={Tag.RUN_KIND: "retrain", **tags}
+        ) as run:
+            yield run.info.run_id
+
+    @contextmanager
+    def candidate_run(self, name: str) -> Iterator[str]:
+        """A child run of the active retrain run, one per candidate."""
+        with mlflow.start_run(
+            run_name=name, nested=True, tags={Tag.RUN_KIND: "candidate", Tag.CANDIDATE: name}
+        ) as run:
+            yield run.info.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        mlflow.log_params({k: _param(v) for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        mlflow.set_tags(tags)
+
+    def log_json(self, payload: Any, path: str) -> None:
+        mlflow.log_dict(payload, path)
+
+    def log_model(
+        self, pipeline: Pipeline, *, input_example: pd.DataFrame, profile: dict[str, Any]
+    ) -> str:
+        """Log a fitted pipeline as an MLflow model with signature, input example and its reference
+        profile; returns the model URI to register."""
+        probabilities = pipeline.predict_proba(input_example)
+        signature = infer_signature(input_example, probabilities)
+        with tempfile.TemporaryDirectory() as folder:
+            profile_path = Path(folder) / PROFILE_FILE
+            profile_path.write_text(json.dumps(profile))
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name=MODEL_ARTIFACT,
+                signature=signature,
+                input_example=input_example,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=trusted_types(pipeline),
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=_requirements(),
+                extra_files=[str(profile_path)],
+            )
+        return str(info.model_uri)
+
+    # -- registry -------------------------------------------------------------------------------
+
+    def register(self, model_uri: str, *, tags: dict[str, str]) -> ModelVersion:
+        registered = mlflow.register_model(model_uri, self.settings.model_name, tags=tags)
+        return self.client.get_model_version(self.settings.model_name, registered.version)
+
+    def versions_for_job(self, job_id: str) -> list[ModelVersion]:
+        """Versions already registered by a job, so a redelivered job does not register twice."""
+        found = self.client.search_model_versions(
+            f"name = '{self.settings.model_name}' and tags.`{Tag.JOB_ID}` = '{job_id}'"
+        )
+        return list(found)
+
+    def champion_version(self) -> ModelVersion | None:
+        try:
+            registered = self.client.get_registered_model(self.settings.model_name)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        version = registered.aliases.get(self.settings.champion_alias)
+        if version is None:
+            return None
+        return self.client.get_model_version(self.settings.model_name, str(version))
+
+    def set_champion(self, version: str) -> None:
+        self.client.set_registered_model_alias(
+            self.settings.model_name, self.settings.champion_alias, version
+        )
+
+    def tag_version(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.settings.model_name, version, key, value)
+
+    @contextmanager
+    def promotion_lock(self) -> Iterator[None]:
+        """Serialises read-compare-set of the champion alias between concurrent retrains, so that a
+        slower retrain cannot overwrite a better champion promoted meanwhile (no lost update)."""
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.settings.home / "promotion.lock", timeout=600):
+            yield
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def load_champion(self) -> LoadedModel:
+        champion = self.champion_version()
+        if champion is None:
+            raise NoChampionError(
+                f"no model holds the alias {self.settings.champion_alias!r} of "
+                f"{self.settings.model_name!r} yet: run a retrain first"
+            )
+        return self.load_version(champion)
+
+    def load_version(self, model_version: ModelVersion) -> LoadedModel:
+        uri = f"models:/{self.settings.model_name}/{model_version.version}"
+        try:
+            with tempfile.TemporaryDirectory(prefix="cncwear-model-") as folder:
+                local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=folder))
+                pipeline = mlflow.sklearn.load_model(str(local))
+                profile = json.loads((local / PROFILE_FILE).read_text())
+        except Exception as error:  # any failure here means the version is unusable
+            raise ModelLoadError(f"version {model_version.version} cannot be loaded: {error}") from error
+        if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "predict_proba"):
+            raise ModelLoadError(f"version {model_version.version} is not a cncwear pipeline")
+        return LoadedModel(
+            name=self.settings.model_name,
+            version=str(model_version.version),
+            run_id=str(model_version.run_id),
+            pipeline=pipeline,
+            profile=profile,
+            tags=dict(model_version.tags),
+        )
+
+
+def trusted_types(pipeline: Pipeline) -> list[str]:
+    """The exact types skops must trust to load this pipeline: MLflow 3 refuses unknown ones."""
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+
+
+def _requirements() -> list[str]:
+    names = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
+    return [f"{name}=={package_version(name)}" for name in names]
+
+
+def _param(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    return text[:6000]
