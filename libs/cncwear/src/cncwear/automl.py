@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
+from flaml.automl import AutoML
 from sklearn.base import ClassifierMixin, clone
 
 from cncwear.errors import TrainingError
@@ -69,9 +70,7 @@ class FlamlEngine:
         seed: int,
         cv_folds: int,
     ) -> AutoMLResult:
-        from flaml import AutoML
-
-        automl = AutoML()
+        automl = AutoML()  # type: ignore[no-untyped-call]
         automl.fit(
             X_train=x,
             y_train=y,

@@ -93,7 +93,7 @@ class SearchCandidate:
         sample = thin_rows(train, context.budget.search_row_stride)
         grid = {f"model__{k}": v for k, v in self.adapt_grid(self.grid, context.budget).items()}
         with tempfile.TemporaryDirectory(prefix="cncwear-search-") as cache:
-            # The feature steps do not depend on the model's hyperparameters: fit them once per fold.
+            # Feature steps do not depend on the model's hyperparameters: fit them once per fold.
             pipeline.set_params(memory=cache)
             search = RandomizedSearchCV(
                 pipeline,
@@ -137,9 +137,13 @@ class AutoMLCandidate:
     def fit(self, train: Dataset, context: FitContext) -> FittedCandidate:
         started = time.perf_counter()
         use_ids = context.use_identifying_columns
-        features = build_pipeline(DummyClassifier(), use_identifying_columns=use_ids, seed=context.seed)[:-1]
+        features = build_pipeline(
+            DummyClassifier(), use_identifying_columns=use_ids, seed=context.seed
+        )[:-1]
         sample = thin_rows(train, context.budget.search_row_stride)
-        engineered = features.fit_transform(sample.features(use_identifying_columns=use_ids), sample.labels)
+        engineered = features.fit_transform(
+            sample.features(use_identifying_columns=use_ids), sample.labels
+        )
         result = self.engine.search(
             engineered,
             sample.labels,

@@ -19,7 +19,9 @@ from cncwear.settings import Budget, get_settings
 from cncwear.store import ModelStore
 from cncwear.training import DEFAULT_CANDIDATES, RetrainReport, retrain
 
-app = typer.Typer(help="cncwear: tool-wear classification for CNC mills.", no_args_is_help=True,
+app = typer.Typer(
+    help="cncwear: tool-wear classification for CNC mills.",
+    no_args_is_help=True,
     pretty_exceptions_enable=False,
 )
 console = Console(stderr=True)
@@ -27,21 +29,34 @@ console = Console(stderr=True)
 
 @app.command()
 def train(
-    budget: Annotated[Budget | None, typer.Option(help="Search budget (default: CNCWEAR_BUDGET).")] = None,
+    budget: Annotated[
+        Budget | None, typer.Option(help="Search budget (default: CNCWEAR_BUDGET).")
+    ] = None,
     candidate: Annotated[
         list[str] | None,
-        typer.Option("--candidate", "-c", help="Candidate to train (repeatable): decision_tree, "
-                     "random_forest, automl, baseline. Default: the first three."),
+        typer.Option(
+            "--candidate",
+            "-c",
+            help="Candidate to train (repeatable): decision_tree, "
+            "random_forest, automl, baseline. Default: the first three.",
+        ),
     ] = None,
-    data_dir: Annotated[Path | None, typer.Option(help="Training data folder (default: CNCWEAR_DATA_DIR).")] = None,
-    reason: Annotated[str, typer.Option(help="Why this retrain, recorded on the run.")] = "on demand",
+    data_dir: Annotated[
+        Path | None, typer.Option(help="Training data folder (default: CNCWEAR_DATA_DIR).")
+    ] = None,
+    reason: Annotated[
+        str, typer.Option(help="Why this retrain, recorded on the run.")
+    ] = "on demand",
 ) -> None:
     """Train the candidates, log them to MLflow, register the best and promote it if it beats the
     champion on held-out experiments."""
     settings = get_settings()
     with Progress(
-        TextColumn("{task.description:<28}"), BarColumn(), TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(), console=console,
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
     ) as bar:
         task = bar.add_task("starting", total=100)
         report = retrain(
@@ -57,8 +72,12 @@ def train(
 
 @app.command()
 def predict(
-    rows: Annotated[Path, typer.Argument(help="CSV of raw sensor rows.", exists=True, dir_okay=False)],
-    output: Annotated[Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")] = None,
+    rows: Annotated[
+        Path, typer.Argument(help="CSV of raw sensor rows.", exists=True, dir_okay=False)
+    ],
+    output: Annotated[
+        Path | None, typer.Option("--output", "-o", help="Write here instead of stdout.")
+    ] = None,
 ) -> None:
     """Score a CSV of raw sensor rows with the champion: one class and wear probability per row."""
     champion = ModelStore(get_settings()).load_champion()
@@ -70,9 +89,19 @@ def predict(
 
 
 def _show_report(report: RetrainReport) -> None:
-    table = Table(title=f"Retrain {report.run_id} ({report.budget.value} budget, {report.seconds:.0f} s)")
-    for column in ("candidate", "grouped CV acc", "holdout acc", "holdout MCC", "ROC AUC",
-                   "experiments right", "leaky row-split acc", "fit s"):
+    table = Table(
+        title=f"Retrain {report.run_id} ({report.budget.value} budget, {report.seconds:.0f} s)"
+    )
+    for column in (
+        "candidate",
+        "grouped CV acc",
+        "holdout acc",
+        "holdout MCC",
+        "ROC AUC",
+        "experiments right",
+        "leaky row-split acc",
+        "fit s",
+    ):
         table.add_column(column, justify="right" if column != "candidate" else "left")
     for c in report.candidates:
         if c.holdout is None:
@@ -81,8 +110,12 @@ def _show_report(report: RetrainReport) -> None:
         h = c.holdout
         table.add_row(
             c.name + (" *" if c.name == report.winner else ""),
-            _fmt(c.cv_accuracy), _fmt(h.accuracy), _fmt(h.mcc), _fmt(h.roc_auc),
-            f"{h.experiments_right}/{h.experiments}", f"{_fmt(c.leaky_accuracy)} (leaky)",
+            _fmt(c.cv_accuracy),
+            _fmt(h.accuracy),
+            _fmt(h.mcc),
+            _fmt(h.roc_auc),
+            f"{h.experiments_right}/{h.experiments}",
+            f"{_fmt(c.leaky_accuracy)} (leaky)",
             f"{c.fit_seconds:.1f}",
         )
     console.print(table)
@@ -93,7 +126,9 @@ def _show_report(report: RetrainReport) -> None:
     winner = next(c for c in report.candidates if c.name == report.winner)
     top = sorted(winner.importances.items(), key=lambda kv: -kv[1])[:5]
     console.print("features the winner leans on: " + ", ".join(f"{n} ({v:.2f})" for n, v in top))
-    verdict = "[green]promoted[/green]" if report.decision.promoted else "[yellow]not promoted[/yellow]"
+    verdict = (
+        "[green]promoted[/green]" if report.decision.promoted else "[yellow]not promoted[/yellow]"
+    )
     console.print(f"{verdict}: {report.decision.reason}")
     for warning in report.warnings:
         console.print(f"[yellow]warning:[/yellow] {warning}")

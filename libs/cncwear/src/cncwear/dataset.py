@@ -79,7 +79,9 @@ def load_dataset(data_dir: Path) -> Dataset:
     for number, path in _experiment_files(data_dir).items():
         if number not in experiments.index:
             raise DataError(f"{path.name} has no row in train.csv (experiment {number})")
-        frames.append(_read_experiment(path, number, experiments.loc[number]))
+        meta = experiments.loc[number]
+        assert isinstance(meta, pd.Series)  # "No" is unique, checked above
+        frames.append(_read_experiment(path, number, meta))
     if not frames:
         raise DataError(f"no experiment_NN.csv files in {data_dir}")
     rows = pd.concat(frames, ignore_index=True)
@@ -104,7 +106,11 @@ def _read_experiment_table(data_dir: Path) -> pd.DataFrame:
         raise DataError(f"train.csv lacks column(s) {sorted(missing)}")
     unknown = set(table["tool_condition"]) - set(LABELS)
     if unknown:
-        raise DataError(f"train.csv has unknown tool_condition value(s) {sorted(map(str, unknown))}")
+        raise DataError(
+            f"train.csv has unknown tool_condition value(s) {sorted(map(str, unknown))}"
+        )
+    if table["No"].duplicated().any():
+        raise DataError("train.csv lists an experiment number twice")
     table[LABEL_COLUMN] = table["tool_condition"].map(LABELS).astype(int)
     return table.set_index("No")
 
@@ -115,7 +121,9 @@ def _experiment_files(data_dir: Path) -> dict[int, Path]:
         if match := _EXPERIMENT_FILE.match(path.name):
             number = int(match.group(1))
             if number in found:
-                raise DataError(f"experiment {number} appears twice: {found[number].name}, {path.name}")
+                raise DataError(
+                    f"experiment {number} appears twice: {found[number].name}, {path.name}"
+                )
             found[number] = path
     return found
 

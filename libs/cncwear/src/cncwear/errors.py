@@ -19,7 +19,9 @@ class Problem:
     row: int | None = None
 
     def __str__(self) -> str:
-        where = f"row {self.row}, column {self.column!r}" if self.row is not None else repr(self.column)
+        where = (
+            f"row {self.row}, column {self.column!r}" if self.row is not None else repr(self.column)
+        )
         return f"{where}: {self.problem}"
 
 

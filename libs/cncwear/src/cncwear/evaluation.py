@@ -1,9 +1,9 @@
 """Evaluation grouped by experiment.
 
 Neighbouring rows of one experiment are near duplicates and the label is constant per experiment, so
-a random row split lets a model recognise experiments it has already seen. Everything that selects or
-promotes a model here holds out whole experiments; the random row split is computed only to show how
-far the leaky figure is from the honest one.
+a random row split lets a model recognise experiments it has already seen. Everything that selects
+or promotes a model here holds out whole experiments; the random row split is computed only to show
+how far the leaky figure is from the honest one.
 """
 
 from __future__ import annotations
@@ -79,7 +79,9 @@ def holdout_split(dataset: Dataset, fraction: float, seed: int) -> HoldoutSplit:
         members = np.sort(labels.index[labels == label].to_numpy())
         count = max(1, round(len(members) * fraction))
         if count >= len(members):
-            raise ValueError(f"cannot hold out {count} of {len(members)} experiments of class {label}")
+            raise ValueError(
+                f"cannot hold out {count} of {len(members)} experiments of class {label}"
+            )
         held += [int(e) for e in rng.choice(members, size=count, replace=False)]
     train = [int(e) for e in labels.index if e not in held]
     return HoldoutSplit(train_experiments=sorted(train), holdout_experiments=sorted(held))
@@ -111,7 +113,13 @@ def score_predictions(
         experiment_accuracy=float((per_experiment > 0.5).mean()),
         experiments_right=int((per_experiment > 0.5).sum()),
         experiments=len(per_experiment),
-        per_experiment={int(k): float(v) for k, v in per_experiment.items()},
+        per_experiment=dict(
+            zip(
+                per_experiment.index.astype(int).tolist(),
+                per_experiment.astype(float).tolist(),
+                strict=True,
+            )
+        ),
     )
 
 
@@ -155,5 +163,3 @@ def bootstrap_over_experiments(
         low=float(np.quantile(means, tail)),
         high=float(np.quantile(means, 1 - tail)),
     )
-
-

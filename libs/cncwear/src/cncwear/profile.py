@@ -37,7 +37,9 @@ def build_profile(
             "worn": float(np.mean(train_y == 1)),
         },
         "features": {str(c): _describe(engineered[c].to_numpy()) for c in engineered.columns},
-        "sample": {str(c): engineered[c].to_numpy()[sample_rows].tolist() for c in engineered.columns},
+        "sample": {
+            str(c): engineered[c].to_numpy()[sample_rows].tolist() for c in engineered.columns
+        },
         "holdout_probability_worn": {
             "bin_edges": edges.tolist(),
             "counts": histogram.tolist(),
@@ -50,5 +52,7 @@ def _describe(values: np.ndarray) -> dict[str, Any]:
     return {
         "mean": float(np.mean(values)),
         "std": float(np.std(values)),
-        "quantiles": {str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)},
+        "quantiles": {
+            str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
+        },
     }

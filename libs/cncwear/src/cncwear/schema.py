@@ -1,8 +1,8 @@
 """The raw sensor-row schema: the single source of truth for training, the API and validation.
 
 A raw row is what a mill controller streams every 100 ms: 47 numeric readings plus the name of the
-machining step. Experiment metadata (feed rate, clamp pressure) is part of the schema too, but a model
-only needs it when trained with ``use_identifying_columns``; :func:`input_columns` says which.
+machining step. Experiment metadata (feed rate, clamp pressure) is part of the schema too, but a
+model only needs it when trained with ``use_identifying_columns``; :func:`input_columns` says which.
 """
 
 from __future__ import annotations
@@ -123,7 +123,7 @@ def validate_rows(frame: pd.DataFrame, columns: Sequence[str]) -> pd.DataFrame:
 
 
 def _is_nan_like(values: pd.Series) -> np.ndarray:
-    """True where a value is missing or a spelling of NaN, as opposed to text that is not a number."""
+    """True where a value is missing or spells NaN, as opposed to text that is not a number."""
     if pd.api.types.is_numeric_dtype(values):
         return np.asarray(values.isna())
     as_text = values.map(lambda v: v if not isinstance(v, str) else v.strip().lower())

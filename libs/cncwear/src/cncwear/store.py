@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -65,8 +66,12 @@ class ModelStore:
         self.tracking_uri = settings.tracking_uri()
         if not settings.mlflow_tracking_uri:
             settings.home.mkdir(parents=True, exist_ok=True)
-        mlflow.set_tracking_uri(self.tracking_uri)
-        mlflow.set_registry_uri(self.tracking_uri)
+        with _environment_kept("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            # MLflow's fluent API (runs, log_model) reads a process-wide URI. It also exports it
+            # to the environment, where it would override the next Settings() built in this
+            # process: keep the environment as the user set it.
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
         self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
 
     # -- tracking -------------------------------------------------------------------------------
@@ -100,7 +105,10 @@ class ModelStore:
     def candidate_run(self, name: str) -> Iterator[str]:
         """A child run of the active retrain run, one per candidate."""
         with mlflow.start_run(
-            run_name=name, nested=True, tags={Tag.RUN_KIND: "candidate", Tag.CANDIDATE: name}
+            experiment_id=self.experiment_id(),
+            run_name=name,
+            nested=True,
+            tags={Tag.RUN_KIND: "candidate", Tag.CANDIDATE: name},
         ) as run:
             yield run.info.run_id
 
@@ -198,9 +206,11 @@ class ModelStore:
             with tempfile.TemporaryDirectory(prefix="cncwear-model-") as folder:
                 local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=folder))
                 pipeline = mlflow.sklearn.load_model(str(local))
-                profile = json.loads((local / PROFILE_FILE).read_text())
+                profile = json.loads((local / "extra_files" / PROFILE_FILE).read_text())
         except Exception as error:  # any failure here means the version is unusable
-            raise ModelLoadError(f"version {model_version.version} cannot be loaded: {error}") from error
+            raise ModelLoadError(
+                f"version {model_version.version} cannot be loaded: {error}"
+            ) from error
         if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "predict_proba"):
             raise ModelLoadError(f"version {model_version.version} is not a cncwear pipeline")
         return LoadedModel(
@@ -211,6 +221,19 @@ class ModelStore:
             profile=profile,
             tags=dict(model_version.tags),
         )
+
+
+@contextmanager
+def _environment_kept(*names: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def trusted_types(pipeline: Pipeline) -> list[str]:
