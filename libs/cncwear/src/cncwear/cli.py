@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import time
 from pathlib import Path
 from typing import Annotated
 
@@ -14,10 +15,12 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
 from cncwear.errors import CncwearError, SchemaError
+from cncwear.jobs import Job, JobState, JobStore, RetrainRequest
+from cncwear.queue import make_celery
 from cncwear.scoring import labels, probability_worn
-from cncwear.settings import Budget, get_settings
+from cncwear.settings import DEFAULT_CANDIDATES, Budget, get_settings
 from cncwear.store import ModelStore
-from cncwear.training import DEFAULT_CANDIDATES, RetrainReport, retrain
+from cncwear.training import RetrainReport, retrain
 
 app = typer.Typer(
     help="cncwear: tool-wear classification for CNC mills.",
@@ -62,7 +65,7 @@ def train(
         report = retrain(
             settings,
             budget=budget,
-            candidates=candidate or list(DEFAULT_CANDIDATES),
+            candidates=candidate or [c.value for c in DEFAULT_CANDIDATES],
             data_dir=data_dir,
             reason=reason,
             progress=lambda stage, percent: bar.update(task, description=stage, completed=percent),
@@ -86,6 +89,49 @@ def predict(
     result = pd.DataFrame({"label": labels(probability), "probability_worn": probability})
     result.to_csv(output if output else sys.stdout, index=False)
     console.print(f"scored {len(result)} rows with {champion.name} version {champion.version}")
+
+
+@app.command("retrain")
+def queue_retrain(
+    wait: Annotated[bool, typer.Option(help="Follow the job until it ends.")] = False,
+    budget: Annotated[Budget | None, typer.Option(help="Search budget.")] = None,
+    data_dir: Annotated[
+        str | None, typer.Option(help="Training data folder (under a data root).")
+    ] = None,
+    reason: Annotated[str, typer.Option(help="Why this retrain.")] = "on demand (cli)",
+) -> None:
+    """Queue a retrain for the trainer workers (the same job as POST /retrain). A retrain already
+    queued or running is returned instead of a second one."""
+    settings = get_settings()
+    jobs = JobStore(settings)
+    request = RetrainRequest(budget=budget, data_dir=data_dir, reason=reason)
+    job, created = jobs.enqueue(request, make_celery(settings))
+    console.print(f"{'queued' if created else 'already queued or running'}: job {job.job_id}")
+    if wait:
+        job = _follow(jobs, job.job_id)
+        if job.state is JobState.FAILED:
+            console.print(f"[red]failed:[/red] {job.error}")
+            raise SystemExit(1)
+        result = job.result or {}
+        verdict = "promoted" if result.get("promoted") else "not promoted"
+        console.print(f"version {result.get('version')} {verdict}: {result.get('decision')}")
+
+
+def _follow(jobs: JobStore, job_id: str) -> Job:
+    with Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+    ) as bar:
+        task = bar.add_task("queued", total=100)
+        while True:
+            job = jobs.get(job_id)
+            bar.update(task, description=job.stage or job.state.value, completed=job.percent or 0)
+            if job.state in {JobState.SUCCEEDED, JobState.FAILED}:
+                return job
+            time.sleep(1.0)
 
 
 def _show_report(report: RetrainReport) -> None:

@@ -11,7 +11,7 @@ from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_DATA_DIR = Path(__file__).parent / "datasets" / "cnc_mill_tool_wear"
@@ -22,6 +22,22 @@ class Budget(StrEnum):
 
     FAST = "fast"
     FULL = "full"
+
+
+class CandidateName(StrEnum):
+    """The candidates a retrain can compare; all but ``baseline`` run by default."""
+
+    DECISION_TREE = "decision_tree"
+    RANDOM_FOREST = "random_forest"
+    AUTOML = "automl"
+    BASELINE = "baseline"
+
+
+DEFAULT_CANDIDATES = (
+    CandidateName.DECISION_TREE,
+    CandidateName.RANDOM_FOREST,
+    CandidateName.AUTOML,
+)
 
 
 class AutoMLEngineName(StrEnum):
@@ -80,6 +96,45 @@ class Settings(BaseSettings):
     leak_warning_margin: float = Field(default=0.05, ge=0.0)
     """Warn when the leaky row-split accuracy exceeds the grouped one by more than this."""
 
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis on which a retrain announces a new champion to the prediction servers (a hint: the
+    servers also poll the registry, so they keep working when Redis is down)."""
+
+    retrain_time_limit: int = Field(default=3 * 3600, ge=10)
+    """Hard time limit of one retrain, in seconds (a soft limit one minute earlier fails the job
+    cleanly)."""
+
+    retrain_visibility_timeout: int = Field(default=4 * 3600, ge=20)
+    """Seconds after which Redis hands an unacknowledged retrain to another worker. Must exceed
+    the retrain time limit, or a long retrain would run twice."""
+
+    retrain_max_attempts: int = Field(default=3, ge=1)
+    """Deliveries of one job (after worker crashes) before it is marked failed."""
+
+    job_retention_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    """How long job records stay readable in Redis."""
+
+    extra_data_roots: list[Path] = Field(default_factory=list)
+    """Folders (besides the bundled data, CNCWEAR_DATA_DIR and CNCWEAR_HOME/data) under which a
+    retrain request may name its training data."""
+
+    @model_validator(mode="after")
+    def _limits_fit_the_visibility_timeout(self) -> Settings:
+        if self.retrain_visibility_timeout <= self.retrain_time_limit:
+            raise ValueError(
+                "CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT must exceed CNCWEAR_RETRAIN_TIME_LIMIT, or "
+                "Redis would hand a running retrain to a second worker"
+            )
+        return self
+
+    def retrain_soft_time_limit(self) -> int:
+        """When a retrain is asked to stop cleanly, before the hard limit kills it."""
+        return self.retrain_time_limit - min(60, self.retrain_time_limit // 10)
+
+    def data_roots(self) -> list[Path]:
+        roots = [BUNDLED_DATA_DIR, self.data_dir, self.home / "data", *self.extra_data_roots]
+        return [root.resolve() for root in roots]
+
     def tracking_uri(self) -> str:
         """The MLflow tracking URI in force: the explicit one, else the embedded SQLite store."""
         if self.mlflow_tracking_uri:
@@ -87,7 +142,7 @@ class Settings(BaseSettings):
         return f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
 
     def artifact_location(self) -> str | None:
-        """Where new MLflow experiments keep artifacts; ``None`` leaves it to the tracking server."""
+        """Where new MLflow experiments keep artifacts; None leaves it to the tracking server."""
         if self.mlflow_tracking_uri:
             return None
         return (self.home.resolve() / "artifacts").as_uri()

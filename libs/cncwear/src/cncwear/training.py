@@ -24,18 +24,25 @@ from cncwear.candidates import (
     decision_tree,
     random_forest,
 )
+from cncwear.compiled import attach_compiled_form, registered_pipeline
 from cncwear.dataset import Dataset, load_dataset
-from cncwear.errors import ModelLoadError, TrainingError
-from cncwear.evaluation import Evaluation, HoldoutSplit, evaluate, holdout_split, leaky_row_split_accuracy
+from cncwear.errors import TrainingError
+from cncwear.evaluation import (
+    Evaluation,
+    HoldoutSplit,
+    evaluate,
+    holdout_split,
+    leaky_row_split_accuracy,
+)
+from cncwear.events import publish_promotion
 from cncwear.features import feature_importances, selected_features
 from cncwear.profile import build_profile
-from cncwear.settings import Budget, Settings
+from cncwear.promotion import PromotionDecision, decide_promotion
+from cncwear.settings import DEFAULT_CANDIDATES, Budget, CandidateName, Settings
 from cncwear.store import ModelStore, Tag
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_CANDIDATES = ("decision_tree", "random_forest", "automl")
-KNOWN_CANDIDATES = (*DEFAULT_CANDIDATES, "baseline")
 
 Progress = Callable[[str, float], None]
 """Called with a stage name and the percent of the retrain done."""
@@ -55,21 +62,13 @@ class CandidateReport:
     run_id: str | None = None
     model_uri: str | None = None
     error: str | None = None
+    pipeline: Pipeline | None = field(default=None, repr=False)
+    """The fitted pipeline, as logged (kept for callers such as benchmarks and tests)."""
 
     def score(self, metric: str) -> float:
         if self.holdout is None:
             return float("-inf")
         return self.holdout.metrics().get(metric, float("-inf"))
-
-
-@dataclass
-class PromotionDecision:
-    promoted: bool
-    reason: str
-    version: str
-    previous_champion: str | None
-    challenger_score: float
-    champion_score: float | None
 
 
 @dataclass
@@ -95,14 +94,15 @@ def make_candidate(name: str, settings: Settings) -> Candidate:
         return AutoMLCandidate(engine=get_engine(settings.automl_engine))
     if name == "baseline":
         return BaselineCandidate()
-    raise TrainingError(f"unknown candidate {name!r}; known: {', '.join(KNOWN_CANDIDATES)}")
+    known = ", ".join(c.value for c in CandidateName)
+    raise TrainingError(f"unknown candidate {name!r}; known: {known}")
 
 
 def retrain(
     settings: Settings,
     *,
     budget: Budget | None = None,
-    candidates: Sequence[str] = DEFAULT_CANDIDATES,
+    candidates: Sequence[str] = tuple(DEFAULT_CANDIDATES),
     data_dir: Path | None = None,
     reason: str = "on demand",
     job_id: str | None = None,
@@ -117,7 +117,10 @@ def retrain(
     report_progress("loading data", 0.0)
     dataset = load_dataset(data_dir or settings.data_dir).active()
     split = holdout_split(dataset, settings.holdout_fraction, settings.seed)
-    train, holdout = dataset.subset(split.train_experiments), dataset.subset(split.holdout_experiments)
+    train, holdout = (
+        dataset.subset(split.train_experiments),
+        dataset.subset(split.holdout_experiments),
+    )
     context = FitContext(
         budget=BUDGETS[budget],
         seed=settings.seed,
@@ -143,17 +146,33 @@ def retrain(
         for index, candidate in enumerate(chosen):
             share = 85.0 / len(chosen)
             report_progress(f"training {candidate.name}", 5.0 + index * share)
-            reports.append(_train_candidate(candidate, train, holdout, dataset, context, store))
+            reports.append(
+                _train_candidate(
+                    candidate,
+                    train=train,
+                    holdout=holdout,
+                    dataset=dataset,
+                    context=context,
+                    store=store,
+                )
+            )
         fitted = [r for r in reports if r.error is None]
         if not fitted:
             errors = "; ".join(f"{r.name}: {r.error}" for r in reports)
             raise TrainingError(f"no candidate could be trained: {errors}")
 
-        winner = max(fitted, key=lambda r: (r.score(settings.promotion_metric), r.cv_accuracy or -1.0))
+        winner = max(
+            fitted, key=lambda r: (r.score(settings.promotion_metric), r.cv_accuracy or -1.0)
+        )
         report_progress("registering", 90.0)
         version = _register(store, winner, dataset.content_hash, run_id, job_id)
+        attach_compiled_form(store, version, registered_pipeline(store, version), holdout.rows)
         report_progress("deciding promotion", 95.0)
-        decision = _decide_promotion(store, settings, version, winner, holdout)
+        decision = decide_promotion(
+            store, settings, version, winner.score(settings.promotion_metric), holdout
+        )
+        if decision.promoted:
+            publish_promotion(settings, version, previous=decision.previous_champion)
         warnings = _leak_warnings(reports, settings.leak_warning_margin)
         store.set_tags(
             {
@@ -183,6 +202,7 @@ def retrain(
 
 def _train_candidate(
     candidate: Candidate,
+    *,
     train: Dataset,
     holdout: Dataset,
     dataset: Dataset,
@@ -201,7 +221,9 @@ def _train_candidate(
             report.error = f"{type(error).__name__}: {error}"
             store.set_tags({"error": report.error[:5000]})
             return report
-        _fill_report(report, fitted, train, holdout, dataset, context)
+        _fill_report(
+            report, fitted=fitted, train=train, holdout=holdout, dataset=dataset, context=context
+        )
         store.log_params(fitted.params)
         store.log_metrics(_metrics_to_log(report))
         store.log_json(_evaluation_payload(report), "evaluation.json")
@@ -221,12 +243,14 @@ def _train_candidate(
 
 def _fill_report(
     report: CandidateReport,
+    *,
     fitted: FittedCandidate,
     train: Dataset,
     holdout: Dataset,
     dataset: Dataset,
     context: FitContext,
 ) -> None:
+    report.pipeline = fitted.pipeline
     report.params = fitted.params
     report.cv_accuracy = fitted.cv_accuracy
     report.fit_seconds = fitted.fit_seconds
@@ -282,53 +306,6 @@ def _register(
     if job_id:
         tags[Tag.JOB_ID] = job_id
     return str(store.register(winner.model_uri, tags=tags).version)
-
-
-def _decide_promotion(
-    store: ModelStore,
-    settings: Settings,
-    version: str,
-    winner: CandidateReport,
-    holdout: Dataset,
-) -> PromotionDecision:
-    metric, margin = settings.promotion_metric, settings.promotion_margin
-    challenger = winner.score(metric)
-    with store.promotion_lock():
-        current = store.champion_version()
-        champion_score: float | None = None
-        if current is None:
-            promoted, reason = True, "no champion yet"
-        elif str(current.version) == version:
-            promoted, reason = True, f"version {version} already is the champion"
-        else:
-            try:
-                champion = store.load_version(current)
-                champion_score = evaluate(champion.pipeline, holdout).metrics().get(metric, 0.0)
-            except ModelLoadError as error:
-                logger.error("champion %s cannot be loaded: %s", current.version, error)
-            if champion_score is None:
-                promoted = True
-                reason = f"champion {current.version} cannot be loaded"
-            else:
-                promoted = challenger > champion_score + margin
-                comparison = "beats" if promoted else "does not beat"
-                reason = (
-                    f"holdout {metric} {challenger:.4f} {comparison} champion "
-                    f"{current.version}'s {champion_score:.4f} by more than {margin:.4f}"
-                )
-        if promoted:
-            store.set_champion(version)
-        store.tag_version(
-            version, {Tag.DECISION: "promoted" if promoted else "not promoted", Tag.REASON: reason}
-        )
-    return PromotionDecision(
-        promoted=promoted,
-        reason=reason,
-        version=version,
-        previous_champion=None if current is None else str(current.version),
-        challenger_score=challenger,
-        champion_score=champion_score,
-    )
 
 
 def _leak_warnings(reports: list[CandidateReport], margin: float) -> list[str]:

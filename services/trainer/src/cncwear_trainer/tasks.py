@@ -1,0 +1,97 @@
+"""The retrain task. Thin by design: it reads the job, calls :func:`cncwear.training.retrain` and
+reports progress and the outcome in the job store, where every API replica can read them."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from celery import Celery, Task
+from celery.exceptions import SoftTimeLimitExceeded
+
+from cncwear.errors import CncwearError
+from cncwear.jobs import Job, JobStore, resolve_data_dir
+from cncwear.queue import RETRAIN_TASK
+from cncwear.settings import DEFAULT_CANDIDATES, Settings
+from cncwear.training import RetrainReport, retrain
+
+logger = logging.getLogger(__name__)
+
+
+def register_tasks(app: Celery, settings: Settings) -> None:
+    @app.task(name=RETRAIN_TASK, bind=True)  # type: ignore[untyped-decorator]
+    def run_retrain(task: Task, job_id: str) -> None:
+        run_job(settings, job_id)
+
+
+def run_job(settings: Settings, job_id: str) -> None:
+    """Run one delivery of a retrain job. Safe to run again for the same job after a crash: the
+    retrain registers at most one model version per job."""
+    jobs = JobStore(settings)
+    try:
+        job = jobs.start(job_id)
+        if job.attempts > settings.retrain_max_attempts:
+            jobs.finish(job_id, error=f"gave up after {job.attempts - 1} interrupted attempts")
+            return
+        logger.info("retrain %s: attempt %d, reason %r", job_id, job.attempts, job.request.reason)
+        try:
+            report = _retrain(settings, job, jobs)
+        except SoftTimeLimitExceeded:
+            jobs.finish(job_id, error=f"time limit of {settings.retrain_time_limit} s exceeded")
+            return
+        except (CncwearError, ValueError) as error:
+            jobs.finish(job_id, error=f"{type(error).__name__}: {error}")
+            return
+        except Exception as error:
+            logger.exception("retrain %s failed", job_id)
+            jobs.finish(job_id, error=f"unexpected {type(error).__name__}: {error}")
+            return
+        jobs.finish(job_id, result=summarise(report))
+        logger.info("retrain %s: %s", job_id, report.decision.reason)
+    finally:
+        jobs.close()
+
+
+def _retrain(settings: Settings, job: Job, jobs: JobStore) -> RetrainReport:
+    request = job.request
+    overrides: dict[str, Any] = {}
+    if request.automl_engine is not None:
+        overrides["automl_engine"] = request.automl_engine
+    job_settings = settings.model_copy(update=overrides)
+    return retrain(
+        job_settings,
+        budget=request.budget,
+        candidates=[c.value for c in request.candidates or DEFAULT_CANDIDATES],
+        data_dir=resolve_data_dir(settings, request.data_dir),
+        reason=request.reason,
+        job_id=job.job_id,
+        progress=lambda stage, percent: jobs.progress(job.job_id, stage, percent),
+    )
+
+
+def summarise(report: RetrainReport) -> dict[str, Any]:
+    """What a job reports when it succeeds: the candidates' figures and the promotion decision."""
+    return {
+        "run_id": report.run_id,
+        "seconds": round(report.seconds, 1),
+        "budget": report.budget.value,
+        "data_hash": report.data_hash,
+        "holdout_experiments": report.split.holdout_experiments,
+        "candidates": [
+            {
+                "name": c.name,
+                "error": c.error,
+                "cv_grouped_accuracy": c.cv_accuracy,
+                "holdout": None if c.holdout is None else c.holdout.metrics(),
+                "experiments_right": None if c.holdout is None else c.holdout.experiments_right,
+                "leaky_row_split_accuracy": c.leaky_accuracy,
+                "fit_seconds": round(c.fit_seconds, 1),
+            }
+            for c in report.candidates
+        ],
+        "winner": report.winner,
+        "version": report.version,
+        "promoted": report.decision.promoted,
+        "decision": report.decision.reason,
+        "warnings": report.warnings,
+    }

@@ -1,0 +1,111 @@
+"""A real Redis database and real ``cncwear-trainer`` worker processes for the trainer's tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import redis
+
+from cncwear.settings import Budget, Settings
+
+WORKER = Path(sys.executable).parent / "cncwear-trainer"
+TEST_REDIS_URL = os.environ.get("CNCWEAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database of its own, emptied before and after each test."""
+    client = redis.Redis.from_url(TEST_REDIS_URL)
+    client.flushdb()
+    yield TEST_REDIS_URL
+    client.flushdb()
+    client.close()
+
+
+@pytest.fixture
+def queue_settings(tmp_path: Path, redis_url: str) -> Settings:
+    """Short time limits, so a job abandoned by a killed worker is redelivered within a minute."""
+    return Settings(
+        home=tmp_path / "home",
+        budget=Budget.FAST,
+        n_jobs=1,
+        redis_url=redis_url,
+        retrain_time_limit=40,
+        retrain_visibility_timeout=50,
+    )
+
+
+@dataclass
+class Worker:
+    process: subprocess.Popen[bytes]
+    log: Path
+
+    def kill(self) -> None:
+        """SIGKILL the worker and its pool: what a lost machine or an OOM kill does."""
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGKILL)
+            self.process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+def worker_environment(settings: Settings) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))}
+    env.update(
+        CNCWEAR_HOME=str(settings.home),
+        CNCWEAR_REDIS_URL=settings.redis_url,
+        CNCWEAR_N_JOBS=str(settings.n_jobs),
+        CNCWEAR_BUDGET=settings.budget.value,
+        CNCWEAR_RETRAIN_TIME_LIMIT=str(settings.retrain_time_limit),
+        CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT=str(settings.retrain_visibility_timeout),
+    )
+    return env
+
+
+@pytest.fixture
+def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
+    started: list[Worker] = []
+
+    def start(settings: Settings) -> Worker:
+        log = tmp_path / f"worker-{len(started)}.log"
+        with log.open("wb") as out:
+            process = subprocess.Popen(
+                [str(WORKER), "worker", "--hostname", f"test{len(started)}@%h"],
+                env=worker_environment(settings),
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        worker = Worker(process=process, log=log)
+        started.append(worker)
+        wait_for(
+            lambda: "ready." in log.read_text(errors="replace"), timeout=60, what="worker ready"
+        )
+        return worker
+
+    yield start
+    for worker in started:
+        worker.stop()
+
+
+def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
