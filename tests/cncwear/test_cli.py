@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 
 import pandas as pd
@@ -20,6 +21,10 @@ def registry_state(home: TrainedHome) -> tuple[int, int]:
     return len(versions), len(runs)
 
 
+def predict_cli(home: TrainedHome, rows: Path, out: Path) -> subprocess.CompletedProcess[str]:
+    return run_cli(home.settings.home, "predict", str(rows), "-o", str(out))
+
+
 def write_rows(dataset: Dataset, path: Path, count: int = 6) -> pd.DataFrame:
     rows = dataset.active().rows[input_columns(use_identifying_columns=False)].head(count)
     rows = rows.reset_index(drop=True).astype(object)
@@ -31,13 +36,7 @@ def test_predict_writes_a_class_and_probability_per_row(
     trained_home: TrainedHome, dataset: Dataset, tmp_path: Path
 ) -> None:
     write_rows(dataset, tmp_path / "rows.csv", count=25)
-    result = run_cli(
-        trained_home.settings.home,
-        "predict",
-        str(tmp_path / "rows.csv"),
-        "-o",
-        str(tmp_path / "out.csv"),
-    )
+    result = predict_cli(trained_home, tmp_path / "rows.csv", tmp_path / "out.csv")
     assert result.returncode == 0, result.stderr
     scored = pd.read_csv(tmp_path / "out.csv")
     assert list(scored.columns) == ["label", "probability_worn"]
@@ -56,23 +55,11 @@ def test_predict_names_a_missing_column_a_text_value_nan_and_inf_and_writes_noth
     rows.loc[3, "Z1_ActualPosition"] = "inf"
     rows.drop(columns=["S1_OutputPower"]).to_csv(tmp_path / "bad.csv", index=False)
     before = registry_state(trained_home)
-    result = run_cli(
-        trained_home.settings.home,
-        "predict",
-        str(tmp_path / "bad.csv"),
-        "-o",
-        str(tmp_path / "out.csv"),
-    )
+    result = predict_cli(trained_home, tmp_path / "bad.csv", tmp_path / "out.csv")
     assert result.returncode == 2
     assert "'S1_OutputPower': missing column" in result.stderr
     rows.to_csv(tmp_path / "bad.csv", index=False)
-    result = run_cli(
-        trained_home.settings.home,
-        "predict",
-        str(tmp_path / "bad.csv"),
-        "-o",
-        str(tmp_path / "out.csv"),
-    )
+    result = predict_cli(trained_home, tmp_path / "bad.csv", tmp_path / "out.csv")
     assert result.returncode == 2
     assert "row 1, column 'X1_ActualVelocity': not a number" in result.stderr
     assert "row 2, column 'Y1_OutputCurrent': NaN or empty" in result.stderr

@@ -35,10 +35,10 @@ BUDGETS: dict[Budget, SearchBudget] = {
     ),
     Budget.FULL: SearchBudget(
         tree_iterations=60,
-        forest_iterations=8,
+        forest_iterations=6,
         cv_folds=4,
         max_trees=None,
-        search_row_stride=4,
-        automl_seconds=60.0,
+        search_row_stride=8,
+        automl_seconds=45.0,
     ),
 }

@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import numpy as np
+import pandas as pd
 from scipy.stats import randint
 from sklearn.base import ClassifierMixin, clone
 from sklearn.dummy import DummyClassifier
@@ -113,8 +114,11 @@ class SearchCandidate:
             )
         best = search.best_params_
         final = clone(pipeline).set_params(memory=None, **best)
-        final.fit(
-            train.features(use_identifying_columns=context.use_identifying_columns), train.labels
+        fit_with_cores(
+            final,
+            train.features(use_identifying_columns=context.use_identifying_columns),
+            train.labels,
+            context.n_jobs,
         )
         return FittedCandidate(
             name=self.name,
@@ -153,7 +157,9 @@ class AutoMLCandidate:
             cv_folds=context.budget.cv_folds,
         )
         final = build_pipeline(result.estimator, use_identifying_columns=use_ids, seed=context.seed)
-        final.fit(train.features(use_identifying_columns=use_ids), train.labels)
+        fit_with_cores(
+            final, train.features(use_identifying_columns=use_ids), train.labels, context.n_jobs
+        )
         return FittedCandidate(
             name=self.name,
             pipeline=final,
@@ -219,6 +225,19 @@ def _cap_trees(grid: dict[str, Any], budget: SearchBudget) -> dict[str, Any]:
         return grid
     capped = sorted({min(n, budget.max_trees) for n in grid["n_estimators"]})
     return {**grid, "n_estimators": capped}
+
+
+def fit_with_cores(pipeline: Pipeline, x: pd.DataFrame, y: np.ndarray, n_jobs: int) -> Pipeline:
+    """Fit with the estimator using ``n_jobs`` cores when it can, then set it back to one: a forest
+    that predicts single rows with several workers pays their overhead on every request."""
+    model = pipeline.named_steps["model"]
+    if "n_jobs" not in model.get_params():
+        return pipeline.fit(x, y)
+    model.set_params(n_jobs=n_jobs)
+    try:
+        return pipeline.fit(x, y)
+    finally:
+        model.set_params(n_jobs=1)
 
 
 def grouped_folds(folds: int, seed: int) -> StratifiedGroupKFold:

@@ -54,13 +54,7 @@ def train(
     """Train the candidates, log them to MLflow, register the best and promote it if it beats the
     champion on held-out experiments."""
     settings = get_settings()
-    with Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with _progress_bar() as bar:
         task = bar.add_task("starting", total=100)
         report = retrain(
             settings,
@@ -118,13 +112,7 @@ def queue_retrain(
 
 
 def _follow(jobs: JobStore, job_id: str) -> Job:
-    with Progress(
-        TextColumn("{task.description:<28}"),
-        BarColumn(),
-        TextColumn("{task.percentage:>3.0f}%"),
-        TimeElapsedColumn(),
-        console=console,
-    ) as bar:
+    with _progress_bar() as bar:
         task = bar.add_task("queued", total=100)
         while True:
             job = jobs.get(job_id)
@@ -132,6 +120,16 @@ def _follow(jobs: JobStore, job_id: str) -> Job:
             if job.state in {JobState.SUCCEEDED, JobState.FAILED}:
                 return job
             time.sleep(1.0)
+
+
+def _progress_bar() -> Progress:
+    return Progress(
+        TextColumn("{task.description:<28}"),
+        BarColumn(),
+        TextColumn("{task.percentage:>3.0f}%"),
+        TimeElapsedColumn(),
+        console=console,
+    )
 
 
 def _show_report(report: RetrainReport) -> None:

@@ -258,7 +258,9 @@ def _fill_report(
     report.selected_features = selected_features(fitted.pipeline)
     report.importances = feature_importances(fitted.pipeline)
     report.holdout = evaluate(fitted.pipeline, holdout)
-    report.leaky_accuracy = leaky_row_split_accuracy(fitted.pipeline, dataset, seed=context.seed)
+    report.leaky_accuracy = leaky_row_split_accuracy(
+        fitted.pipeline, dataset, seed=context.seed, n_jobs=context.n_jobs
+    )
 
 
 def _metrics_to_log(report: CandidateReport) -> dict[str, float]:
