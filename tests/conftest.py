@@ -2,12 +2,22 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cncwear.dataset import Dataset, load_dataset
 from cncwear.settings import BUNDLED_DATA_DIR, Budget, Settings
+
+
+@pytest.fixture(scope="session", autouse=True)
+def flaml_automl() -> Iterator[None]:
+    """The suite's retrains (and the CLI and workers they start) use FLAML: in process and in
+    seconds. tests/cncwear/test_automl.py asks for auto-sklearn where it tests it."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("CNCWEAR_AUTOML_ENGINE", "flaml")
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,112 @@
+"""The app factory, its lifespan, and the ``cncwear-api`` console entry point."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from importlib.metadata import version
+from typing import Any
+
+import uvicorn
+from fastapi import FastAPI
+
+from cncwear.jobs import JobStore
+from cncwear.queue import make_celery
+from cncwear.store import ModelStore
+from cncwear_api.deps import WriteAccess
+from cncwear_api.errors import add_exception_handlers
+from cncwear_api.log import configure_logging
+from cncwear_api.metrics import ApiMetrics
+from cncwear_api.middleware import RequestMiddleware
+from cncwear_api.model_holder import ModelHolder
+from cncwear_api.routes import health, jobs, model, predict
+from cncwear_api.routes import metrics as metrics_route
+from cncwear_api.security import resolve_api_token
+from cncwear_api.settings import ApiSettings, get_settings
+from cncwear_api.watch import listen_for_promotions, watch_registry
+
+logger = logging.getLogger(__name__)
+
+DESCRIPTION = """\
+Tool-wear classification for CNC mills, served from the champion of the MLflow registry.
+
+Stateless: all it knows comes from the registry and its settings, so any number of replicas can
+run behind a load balancer. It notices a new champion without a restart and swaps to it like a
+rolling deployment.
+"""
+
+
+def create_app(settings: ApiSettings | None = None) -> FastAPI:
+    settings = settings if settings is not None else get_settings()
+    metrics = ApiMetrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[dict[str, Any]]:
+        token = resolve_api_token(settings)
+        store = await asyncio.to_thread(ModelStore, settings)
+        holder = ModelHolder(store, metrics)
+        job_store = JobStore(settings)
+        wake = asyncio.Event()
+        tasks = [
+            asyncio.create_task(
+                watch_registry(holder, settings.poll_interval_seconds, wake), name="registry"
+            ),
+            asyncio.create_task(listen_for_promotions(settings, wake), name="promotions"),
+        ]
+        for task in tasks:
+            task.add_done_callback(_report_crash)
+        logger.info(
+            "watching %r@%s in the registry every %.0f s",
+            settings.model_name, settings.champion_alias, settings.poll_interval_seconds,
+        )  # fmt: skip
+        try:
+            yield {
+                "settings": settings,
+                "holder": holder,
+                "metrics": metrics,
+                "api_token": token,
+                "jobs": job_store,
+                "celery": make_celery(settings),
+            }
+        finally:
+            job_store.close()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)
+
+    app = FastAPI(
+        title="cncwear prediction service",
+        version=version("cncwear-api"),
+        description=DESCRIPTION,
+        lifespan=lifespan,
+    )
+    app.add_middleware(RequestMiddleware, metrics=metrics)
+    add_exception_handlers(app)
+    # Reads are open unless closed by setting; then the token guards them like the mutating ones.
+    reads = [WriteAccess] if settings.protect_reads else []
+    for router in (predict.router, model.router, jobs.router, metrics_route.router):
+        app.include_router(router, dependencies=reads)
+    app.include_router(health.router)
+    return app
+
+
+def _report_crash(task: asyncio.Task[None]) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        logger.error("background task %s stopped", task.get_name(), exc_info=task.exception())
+
+
+def main() -> None:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    settings = get_settings()
+    configure_logging(settings.log_format, settings.log_level)
+    uvicorn.run(
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        log_config=None,
+        access_log=False,  # the app logs one line per request itself
+        server_header=False,
+    )

@@ -1,0 +1,222 @@
+"""The service's Prometheus metrics, defined once, in a registry of their own (one per app).
+
+Names follow the Prometheus conventions: ``cncwear_`` prefix, base units (seconds), ``_total`` on
+counters (added by the client library), labels of low cardinality: route *templates*, status
+classes, classes, the runtime and the model version (few live at a time).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import numpy as np
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.gc_collector import GCCollector
+from prometheus_client.platform_collector import PlatformCollector
+from prometheus_client.process_collector import ProcessCollector
+from prometheus_client.registry import Collector
+from prometheus_client.utils import floatToGoString
+
+LATENCY_BUCKETS = (
+    0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+    2.5, 5.0,
+)  # fmt: skip
+"""Seconds, dense around the targets: single rows in a few milliseconds, p99 at most 10 ms."""
+
+PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
+BATCH_ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
+LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+
+
+class BatchHistogram(Collector):
+    """A histogram fed a whole array at once (numpy), for per-row distributions of large batches,
+    where one ``observe`` call per row would cost more than the prediction."""
+
+    def __init__(
+        self,
+        name: str,
+        documentation: str,
+        buckets: Iterable[float],
+        label: str,
+        registry: CollectorRegistry,
+    ) -> None:
+        self.name, self.documentation, self.label = name, documentation, label
+        self._upper = np.asarray([*buckets, np.inf], dtype=np.float64)
+        self._counts: dict[str, np.ndarray] = {}
+        self._sums: dict[str, float] = {}
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def observe_many(self, label_value: str, values: np.ndarray) -> None:
+        counts = np.bincount(
+            np.searchsorted(self._upper, values, side="left"), minlength=len(self._upper)
+        )
+        total = float(np.sum(values))
+        with self._lock:
+            if label_value not in self._counts:
+                self._counts[label_value] = np.zeros(len(self._upper), dtype=np.int64)
+                self._sums[label_value] = 0.0
+            self._counts[label_value] += counts
+            self._sums[label_value] += total
+
+    def collect(self) -> Iterator[Metric]:
+        family = HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+        with self._lock:
+            snapshot = [(k, np.cumsum(v), self._sums[k]) for k, v in self._counts.items()]
+        for label_value, cumulative, total in snapshot:
+            buckets = [
+                (_go_float(upper), float(count))
+                for upper, count in zip(self._upper, cumulative, strict=True)
+            ]
+            family.add_metric([label_value], buckets, sum_value=total)
+        yield family
+
+    def describe(self) -> Iterator[Metric]:
+        yield HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+
+
+def _go_float(value: float) -> str:
+    """A bucket bound as Prometheus writes it (``+Inf``, ``0.5``)."""
+    text: str = floatToGoString(value)  # type: ignore[no-untyped-call]
+    return text
+
+
+class ApiMetrics:
+    def __init__(self, registry: CollectorRegistry | None = None) -> None:
+        self.registry = registry if registry is not None else CollectorRegistry()
+        r = self.registry
+        ProcessCollector(registry=r)
+        PlatformCollector(registry=r)
+        GCCollector(registry=r)
+        http_labels = ["method", "route", "status_class"]
+        self.http_requests = Counter(
+            "cncwear_http_requests",
+            "HTTP requests answered, by route template and status class (probes and scrapes left "
+            "out).",
+            http_labels,
+            registry=r,
+        )
+        self.http_duration = Histogram(
+            "cncwear_http_request_duration_seconds",
+            "Time from request to the end of the response, by route template and status class.",
+            http_labels,
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.predictions = Counter(
+            "cncwear_predictions",
+            "Rows scored, by model version and predicted class.",
+            ["version", "label"],
+            registry=r,
+        )
+        self.probability = BatchHistogram(
+            "cncwear_prediction_probability_worn",
+            "Predicted wear probability of each row scored, by model version.",
+            PROBABILITY_BUCKETS,
+            "version",
+            r,
+        )
+        self.batch_rows = Histogram(
+            "cncwear_prediction_batch_rows",
+            "Rows per accepted /predict request.",
+            buckets=BATCH_ROWS_BUCKETS,
+            registry=r,
+        )
+        self.inference_duration = Histogram(
+            "cncwear_inference_duration_seconds",
+            "Time spent scoring one validated batch, by runtime (onnxruntime or scikit-learn) and "
+            "model version.",
+            ["runtime", "version"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.inference_failures = Counter(
+            "cncwear_inference_failures",
+            "Batches whose scoring raised, by model version.",
+            ["version"],
+            registry=r,
+        )
+        self.model_loads = Counter(
+            "cncwear_model_loads",
+            "Champion versions loaded and swapped in, by runtime.",
+            ["runtime"],
+            registry=r,
+        )
+        self.model_load_failures = Counter(
+            "cncwear_model_load_failures",
+            "Attempts to load a champion version (or to read the registry) that failed.",
+            registry=r,
+        )
+        self.model_load_duration = Histogram(
+            "cncwear_model_load_duration_seconds",
+            "Time to load a champion version, compiled form and checks included.",
+            buckets=LOAD_BUCKETS,
+            registry=r,
+        )
+        self.model_info = Gauge(
+            "cncwear_model_info",
+            "The model version being served (value 1), with its runtime.",
+            ["name", "version", "runtime"],
+            registry=r,
+        )
+        self.model_ready = Gauge(
+            "cncwear_model_ready", "1 when a champion is loaded and served, else 0.", registry=r
+        )
+        # Labelled children, looked up once: ``labels()`` costs more than the update itself.
+        self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._by_version: dict[str, tuple[Any, Any]] = {}
+
+    @contextmanager
+    def time_inference(self, runtime: str, version: str) -> Iterator[None]:
+        """Times one scoring call and counts it as failed if it raises."""
+        started = time.perf_counter()
+        try:
+            yield
+        except Exception:
+            self.inference_failures.labels(version=version).inc()
+            raise
+        finally:
+            seconds = time.perf_counter() - started
+            self.inference_duration.labels(runtime=runtime, version=version).observe(seconds)
+
+    def observe_predictions(self, version: str, probability: np.ndarray, worn: int) -> None:
+        counters = self._by_version.get(version)
+        if counters is None:
+            counters = (
+                self.predictions.labels(version=version, label="worn"),
+                self.predictions.labels(version=version, label="unworn"),
+            )
+            self._by_version[version] = counters
+        self.batch_rows.observe(len(probability))
+        counters[0].inc(worn)
+        counters[1].inc(len(probability) - worn)
+        self.probability.observe_many(version, probability)
+
+    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
+        key = (method, route, f"{status // 100}xx")
+        children = self._http.get(key)
+        if children is None:
+            children = (self.http_requests.labels(*key), self.http_duration.labels(*key))
+            self._http[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
+
+    def serving(self, name: str, version: str, runtime: str) -> None:
+        """Mark the model now served (and no other)."""
+        self.model_info.clear()
+        self.model_info.labels(name=name, version=version, runtime=runtime).set(1)
+        self.model_ready.set(1)
+
+    def exposition(self) -> bytes:
+        return generate_latest(self.registry)

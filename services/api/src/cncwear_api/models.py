@@ -1,0 +1,245 @@
+"""Request and response schemas of the prediction service."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic.json_schema import WithJsonSchema
+
+JsonScalar = Annotated[
+    Any, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]})
+]
+"""A cell of a raw row as sent: a number, text (the machining step) or null. Cells are checked by
+``cncwear_api.batch`` against the model's schema, not here: one pydantic error per bad cell (and
+per type of a union) would let a body of a few megabytes cost minutes."""
+
+Label = Literal["unworn", "worn"]
+
+# A real row: experiment 1 (unworn tool), the 201st row of active cutting.
+EXAMPLE_ROW: dict[str, Any] = {
+    "X1_ActualPosition": 147.0, "X1_ActualVelocity": -5.22, "X1_ActualAcceleration": 37.5,
+    "X1_CommandPosition": 147.0, "X1_CommandVelocity": -5.37, "X1_CommandAcceleration": 4.04,
+    "X1_CurrentFeedback": -5.82, "X1_DCBusVoltage": 0.105, "X1_OutputCurrent": 326.0,
+    "X1_OutputVoltage": 14.2, "X1_OutputPower": 0.00116,
+    "Y1_ActualPosition": 103.0, "Y1_ActualVelocity": -2.6, "Y1_ActualAcceleration": -12.5,
+    "Y1_CommandPosition": 103.0, "Y1_CommandVelocity": -2.69, "Y1_CommandAcceleration": -8.12,
+    "Y1_CurrentFeedback": -7.99, "Y1_DCBusVoltage": 0.136, "Y1_OutputCurrent": 324.0,
+    "Y1_OutputVoltage": 11.5, "Y1_OutputPower": 0.000794,
+    "Z1_ActualPosition": 29.5, "Z1_ActualVelocity": 0.0, "Z1_ActualAcceleration": 0.0,
+    "Z1_CommandPosition": 29.5, "Z1_CommandVelocity": 0.0, "Z1_CommandAcceleration": 0.0,
+    "Z1_CurrentFeedback": 0.0, "Z1_DCBusVoltage": 0.0, "Z1_OutputCurrent": 0.0,
+    "Z1_OutputVoltage": 0.0,
+    "S1_ActualPosition": 702.0, "S1_ActualVelocity": 53.5, "S1_ActualAcceleration": 60.1,
+    "S1_CommandPosition": 703.0, "S1_CommandVelocity": 53.3, "S1_CommandAcceleration": 0.0,
+    "S1_CurrentFeedback": 17.4, "S1_DCBusVoltage": 0.84, "S1_OutputCurrent": 318.0,
+    "S1_OutputVoltage": 119.0, "S1_OutputPower": 0.158, "S1_SystemInertia": 12.0,
+    "M1_CURRENT_PROGRAM_NUMBER": 1.0, "M1_sequence_number": 37.0, "M1_CURRENT_FEEDRATE": 6.0,
+    "Machining_Process": "Layer 1 Down",
+}  # fmt: skip
+
+# A real row: experiment 6 (worn tool), the 201st row of active cutting.
+EXAMPLE_WORN_ROW: dict[str, Any] = {
+    "X1_ActualPosition": 150.0, "X1_ActualVelocity": -6.0, "X1_ActualAcceleration": 25.0,
+    "X1_CommandPosition": 150.0, "X1_CommandVelocity": -6.0, "X1_CommandAcceleration": 0.0,
+    "X1_CurrentFeedback": -6.13, "X1_DCBusVoltage": 0.0961, "X1_OutputCurrent": 325.0,
+    "X1_OutputVoltage": 13.2, "X1_OutputPower": 0.00119,
+    "Y1_ActualPosition": 89.5, "Y1_ActualVelocity": -0.15, "Y1_ActualAcceleration": -75.0,
+    "Y1_CommandPosition": 89.5, "Y1_CommandVelocity": 0.0, "Y1_CommandAcceleration": 0.0,
+    "Y1_CurrentFeedback": 5.11, "Y1_DCBusVoltage": 0.107, "Y1_OutputCurrent": 324.0,
+    "Y1_OutputVoltage": 8.35, "Y1_OutputPower": -3.24e-05,
+    "Z1_ActualPosition": 27.7, "Z1_ActualVelocity": -0.025, "Z1_ActualAcceleration": -6.25,
+    "Z1_CommandPosition": 27.7, "Z1_CommandVelocity": 0.0, "Z1_CommandAcceleration": 0.0,
+    "Z1_CurrentFeedback": 0.0, "Z1_DCBusVoltage": 0.0, "Z1_OutputCurrent": 0.0,
+    "Z1_OutputVoltage": 0.0,
+    "S1_ActualPosition": -1070.0, "S1_ActualVelocity": 53.4, "S1_ActualAcceleration": 11.6,
+    "S1_CommandPosition": -1070.0, "S1_CommandVelocity": 53.3, "S1_CommandAcceleration": 0.0,
+    "S1_CurrentFeedback": 19.2, "S1_DCBusVoltage": 0.854, "S1_OutputCurrent": 319.0,
+    "S1_OutputVoltage": 119.0, "S1_OutputPower": 0.165, "S1_SystemInertia": 12.0,
+    "M1_CURRENT_PROGRAM_NUMBER": 1.0, "M1_sequence_number": 106.0, "M1_CURRENT_FEEDRATE": 6.0,
+    "Machining_Process": "Layer 1 Up",
+}  # fmt: skip
+
+
+class PredictRequest(BaseModel):
+    """Raw sensor rows of one tool, either as records (``rows``) or as column names and rows of
+    values (``columns`` + ``data``, like MLflow's ``dataframe_split``: faster for large batches)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    rows: list[dict[str, JsonScalar]] | None = None
+    columns: list[str] | None = None
+    data: list[list[JsonScalar]] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> PredictRequest:
+        columnar = self.columns is not None or self.data is not None
+        if (self.rows is None) == (not columnar):
+            raise ValueError("give either 'rows', or 'columns' and 'data'")
+        if columnar and (self.columns is None or self.data is None):
+            raise ValueError("the columnar form needs both 'columns' and 'data'")
+        return self
+
+    @property
+    def row_count(self) -> int:
+        return len(self.rows) if self.rows is not None else len(self.data or [])
+
+
+REQUEST_EXAMPLES: dict[str, Any] = {
+    "rows": {
+        "summary": "Rows as records",
+        "value": {"rows": [EXAMPLE_ROW, EXAMPLE_WORN_ROW]},
+    },
+    "columns": {
+        "summary": "Columns and data (faster for large batches)",
+        "value": {
+            "columns": list(EXAMPLE_ROW),
+            "data": [list(EXAMPLE_ROW.values()), list(EXAMPLE_WORN_ROW.values())],
+        },
+    },
+}
+
+
+class ModelRef(BaseModel):
+    name: str
+    version: str
+
+
+class Prediction(BaseModel):
+    label: Label
+    probability_worn: float = Field(ge=0.0, le=1.0)
+
+
+class Verdict(BaseModel):
+    """The batch read as readings of one tool: a tool's state does not change within seconds, and
+    many rows together are far more reliable than any single one."""
+
+    label: Label
+    """``worn`` when the mean wear probability is at least the decision threshold."""
+    mean_probability_worn: float = Field(ge=0.0, le=1.0)
+    rows: int
+    worn_rows: int
+    """Rows whose own label is ``worn``."""
+
+
+class PredictResponse(BaseModel):
+    model: ModelRef
+    predictions: list[Prediction]
+    verdict: Verdict
+    request_id: str
+
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "model": {"name": "cncwear", "version": "3"},
+                    "predictions": [
+                        {"label": "unworn", "probability_worn": 0.075},
+                        {"label": "worn", "probability_worn": 0.925},
+                    ],
+                    "verdict": {
+                        "label": "unworn",
+                        "mean_probability_worn": 0.5,
+                        "rows": 2,
+                        "worn_rows": 1,
+                    },
+                    "request_id": "4f1c0d2ab9e84d0c9d0f6f2f7c1e5b3a",
+                }
+            ]
+        }
+    )
+
+
+class Problem(BaseModel):
+    """One thing wrong with the request; the offending value is never echoed back."""
+
+    row: int | None = None
+    """0-based position of the row in the batch; null for a column or the whole body."""
+    column: str
+    problem: str
+
+
+class ProblemsResponse(BaseModel):
+    detail: str
+    problems: list[Problem]
+    total: int
+    """Problems found; only the first ones are listed."""
+    request_id: str | None = None
+
+
+class ErrorResponse(BaseModel):
+    detail: str
+    request_id: str | None = None
+
+
+class GroupedMetrics(BaseModel):
+    """Measured on whole experiments the model never saw: the figures to trust."""
+
+    description: str = (
+        "held-out experiments: whole experiments kept out of training, rows scored one by one"
+    )
+    holdout: dict[str, float]
+    """Row-level metrics on the held-out experiments (accuracy, precision, recall, f1, mcc,
+    roc_auc, and experiment_accuracy: the share of held-out experiments whose majority vote is
+    right)."""
+    cv_grouped_accuracy: float | None
+    """Cross-validated accuracy with folds of whole training experiments."""
+    holdout_experiments: list[int]
+
+
+class LeakyFigure(BaseModel):
+    """The random row split's accuracy, shown only to compare: it leaks."""
+
+    accuracy: float | None
+    warning: str = (
+        "LEAKY: a random 80/20 split of rows, where near-duplicate neighbouring rows of one "
+        "experiment land on both sides; it overstates accuracy and is never used to select or "
+        "promote a model"
+    )
+
+
+class Serving(BaseModel):
+    runtime: Literal["onnxruntime", "scikit-learn"]
+    converter: str | None
+    parity_max_abs_diff: float | None
+    """Largest difference in wear probability from scikit-learn, measured on the held-out rows
+    when the version was registered."""
+    parity_tolerance: float | None
+    parity_rows: int | None
+    load_check_max_abs_diff: float | None
+    """The same difference measured again by this server when it loaded the model."""
+    fallback_reason: str | None
+    """Why scikit-learn serves this version, when it does."""
+
+
+class ModelPublic(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    retrain_run_id: str | None
+    candidate: str | None
+    estimator: str
+    engine: str
+    """What searched the configuration: ``scikit-learn`` (randomized search) or an AutoML
+    engine."""
+    trained_at: datetime | None
+    registered_at: datetime | None
+    loaded_at: datetime
+    data_hash: str | None
+    promotion_reason: str | None
+    input_columns: list[str]
+    selected_features: list[str]
+    metrics: GroupedMetrics
+    leaky_row_split: LeakyFigure
+    serving: Serving
+
+
+class Health(BaseModel):
+    status: Literal["ok"] = "ok"
+
+
+class Readiness(BaseModel):
+    ready: bool
+    model: ModelRef | None = None
+    detail: str | None = None

@@ -1,0 +1,178 @@
+"""The champion over time: none yet, the first one, and swaps without a restart."""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from cncwear.events import publish_promotion
+from cncwear.settings import Settings
+
+from .conftest import Registry, RunningServer, records, serve, wait_until
+
+NO_REDIS = "redis://127.0.0.1:9/0"
+"""Nothing listens there: Redis is down."""
+
+
+def test_before_a_champion_exists_ready_says_no_and_predict_answers_503(
+    registry: Registry, real_rows: pd.DataFrame
+) -> None:
+    name, _ = registry.new_model()  # registered, but no version holds the alias
+    with serve(registry.settings(model_name=name)) as running, running.client() as client:
+        assert client.get("/health").status_code == 200
+        ready = client.get("/ready")
+        assert ready.status_code == 503
+        assert ready.json()["ready"] is False
+        response = client.post("/predict", json={"rows": records(real_rows.head(2))})
+        assert response.status_code == 503
+        assert "no champion" in response.json()["detail"]
+        assert "Retry-After" in response.headers
+        assert client.get("/model").status_code == 503
+
+
+def test_a_model_name_unknown_to_the_registry_is_not_ready_either(registry: Registry) -> None:
+    with (
+        serve(registry.settings(model_name="never-registered")) as running,
+        running.client() as client,
+    ):
+        assert client.get("/health").status_code == 200
+        assert client.get("/ready").status_code == 503
+
+
+def test_the_first_champion_is_served_without_a_restart(
+    registry: Registry, real_rows: pd.DataFrame
+) -> None:
+    name, (version,) = registry.new_model(registry.compiled_version)
+    with serve(registry.settings(model_name=name, poll_interval_seconds=0.2)) as running:
+        with running.client() as client:
+            assert client.get("/ready").status_code == 503
+            registry.store(name).client.set_registered_model_alias(name, "champion", version)
+            running.wait_ready(version)
+            response = client.post("/predict", json={"rows": records(real_rows.head(2))})
+        assert response.status_code == 200
+        assert response.json()["model"] == {"name": name, "version": version}
+
+
+@dataclass
+class SteadyClient:
+    """Sends single rows and small batches without pause, from a thread, recording every answer."""
+
+    url: str
+    rows: list[dict[str, Any]]
+    statuses: Counter[int] = field(default_factory=Counter)
+    versions: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+    stop: threading.Event = field(default_factory=threading.Event)
+
+    def run(self) -> None:
+        with httpx.Client(base_url=self.url, timeout=30.0) as client:
+            sent = 0
+            while not self.stop.is_set():
+                batch = self.rows[:1] if sent % 4 else self.rows
+                try:
+                    response = client.post("/predict", json={"rows": batch})
+                except httpx.HTTPError as error:
+                    self.errors.append(repr(error))
+                    continue
+                self.statuses[response.status_code] += 1
+                if response.status_code == 200:
+                    self.versions.append(response.json()["model"]["version"])
+                sent += 1
+
+    def seen(self, version: str, times: int = 1) -> bool:
+        return self.versions.count(version) >= times
+
+
+@pytest.mark.usefixtures("redis_available")
+def test_an_announced_promotion_swaps_at_once_while_clients_keep_sending(
+    registry: Registry, real_rows: pd.DataFrame
+) -> None:
+    name, (old, new) = registry.new_model(
+        registry.fallback_version, registry.compiled_version, champion=registry.fallback_version
+    )
+    # Polling once an hour: only the announcement can explain a swap within the test.
+    settings = registry.settings(model_name=name, poll_interval_seconds=3600.0)
+    with serve(settings) as running:
+        running.wait_ready(old)
+        wait_until(lambda: _listening(settings), "the server to subscribe to promotions")
+        steady = SteadyClient(running.url, records(real_rows.head(50)))
+        thread = threading.Thread(target=steady.run, daemon=True)
+        thread.start()
+        wait_until(lambda: steady.seen(old, 20), "answers from the old champion")
+        registry.store(name).set_champion(new)
+        assert publish_promotion(settings, new, previous=old)
+        wait_until(lambda: steady.seen(new, 20), "answers from the new champion")
+        steady.stop.set()
+        thread.join(timeout=30)
+    assert steady.errors == []
+    assert set(steady.statuses) == {200}
+    switch = steady.versions.index(new)
+    assert set(steady.versions[:switch]) == {old}
+    assert set(steady.versions[switch:]) == {new}  # once switched, never back
+
+
+def _listening(settings: Settings) -> bool:
+    import redis
+
+    from cncwear.events import promotion_channel
+
+    client = redis.Redis.from_url(settings.redis_url)
+    try:
+        subscribers = client.pubsub_numsub(promotion_channel(settings))
+    finally:
+        client.close()
+    return bool(subscribers and subscribers[0][1] > 0)
+
+
+def test_with_redis_down_a_new_champion_is_found_by_polling(
+    registry: Registry, real_rows: pd.DataFrame
+) -> None:
+    name, (old, new) = registry.new_model(
+        registry.fallback_version, registry.compiled_version, champion=registry.fallback_version
+    )
+    settings = registry.settings(model_name=name, poll_interval_seconds=0.5, redis_url=NO_REDIS)
+    with serve(settings) as running:
+        running.wait_ready(old)
+        steady = SteadyClient(running.url, records(real_rows.head(10)))
+        thread = threading.Thread(target=steady.run, daemon=True)
+        thread.start()
+        registry.store(name).set_champion(new)
+        assert not publish_promotion(settings, new, previous=old)  # nobody to tell
+        wait_until(lambda: steady.seen(new, 5), "answers from the new champion")
+        steady.stop.set()
+        thread.join(timeout=30)
+    assert steady.errors == []
+    assert set(steady.statuses) == {200}
+
+
+def test_a_champion_that_cannot_be_loaded_leaves_the_current_one_serving(
+    registry: Registry, real_rows: pd.DataFrame
+) -> None:
+    name, (good,) = registry.new_model(
+        registry.compiled_version, champion=registry.compiled_version
+    )
+    client = registry.store(name).client
+    broken = client.create_model_version(name, source=str(registry.home / "no-such-model"))
+    with serve(registry.settings(model_name=name)) as running:
+        running.wait_ready(good)
+        client.set_registered_model_alias(name, "champion", str(broken.version))
+        with running.client() as http:
+            refreshed = http.post("/model/refresh", headers=_token(running))
+            assert refreshed.status_code == 200
+            assert refreshed.json()["version"] == good
+            response = http.post("/predict", json={"rows": records(real_rows.head(2))})
+            metrics = http.get("/metrics").text
+        assert response.status_code == 200
+        assert response.json()["model"]["version"] == good
+        assert "cncwear_model_load_failures_total 1.0" in metrics
+
+
+def _token(running: RunningServer) -> dict[str, str]:
+    token = running.settings.token_path().read_text().strip()
+    return {"Authorization": f"Bearer {token}"}
