@@ -56,7 +56,7 @@ def measure(
         **{k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))},
         "CNCWEAR_HOME": str(home),
         "CNCWEAR_REDIS_URL": redis_url,
-        "CNCWEAR_API_PORT": str(port),
+        "CNCWEAR_PORT": str(port),
         "CNCWEAR_API_TOKEN": "bench-token",
         "CNCWEAR_LOG_LEVEL": "WARNING",
     }

@@ -52,8 +52,8 @@ pids+=($!)
 uv run cncwear-api &
 pids+=($!)
 
-host="${CNCWEAR_API_HOST:-127.0.0.1}"
-port="${CNCWEAR_API_PORT:-8000}"
+host="${CNCWEAR_HOST:-127.0.0.1}"
+port="${CNCWEAR_PORT:-8000}"
 for _ in $(seq 120); do
     uv run python -c "import httpx; httpx.get('http://$host:$port/health').raise_for_status()" \
         2>/dev/null && break
