@@ -118,6 +118,34 @@ class Settings(BaseSettings):
     """Folders (besides the bundled data, CNCWEAR_DATA_DIR and CNCWEAR_HOME/data) under which a
     retrain request may name its training data."""
 
+    explain_lime_samples: int = Field(default=5000, ge=100)
+    """Perturbed rows LIME scores around the explained row to fit its local model."""
+
+    explain_lime_features: int = Field(default=5, ge=1)
+    """Features in a LIME explanation (the local model's largest weights)."""
+
+    explain_anchor_threshold: float = Field(default=0.95, gt=0.5, le=1.0)
+    """Precision an anchor rule must reach: the share of rows it covers that the model labels like
+    the explained row."""
+
+    explain_anchor_max_seconds: float = Field(default=2.5, gt=0.0)
+    """Hard cap on one anchor search; when reached, the best rule found so far is returned, marked
+    as partial."""
+
+    explain_anchor_max_samples: int = Field(default=30_000, ge=1000)
+    """Hard cap on the perturbed rows one anchor search may score (same partial answer)."""
+
+    explain_background_rows: int = Field(default=100, ge=10)
+    """Background rows (from the model's training reference) of the model-agnostic SHAP explainer
+    used when the model is not a tree ensemble."""
+
+    explain_global_rows: int = Field(default=100, ge=10)
+    """Training-reference rows over which global feature importance (mean absolute SHAP) is taken;
+    partial dependence and the surrogate tree use the whole reference sample."""
+
+    explain_surrogate_depth: int = Field(default=3, ge=1, le=8)
+    """Depth of the global surrogate decision tree (deeper: more faithful, harder to read)."""
+
     @model_validator(mode="after")
     def _limits_fit_the_visibility_timeout(self) -> Settings:
         if self.retrain_visibility_timeout <= self.retrain_time_limit:

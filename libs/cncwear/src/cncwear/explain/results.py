@@ -1,0 +1,187 @@
+"""What explanations return: plain dataclasses of numbers, lists and text, ready for JSON.
+
+Every per-row answer names the model version, the method and how long it took, plus what the model
+said about the row (probability of wear and the label), so an answer can be read on its own.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+from typing import Any, Literal
+
+from cncwear.errors import CncwearError
+
+
+class ExplainMethod(StrEnum):
+    SHAP = "shap"
+    LIME = "lime"
+    ANCHOR = "anchor"
+
+    @classmethod
+    def parse(cls, value: str) -> ExplainMethod:
+        """The method named ``value``; :class:`UnknownExplainMethodError` lists the valid ones."""
+        try:
+            return cls(value)
+        except ValueError:
+            raise UnknownExplainMethodError(value) from None
+
+
+class UnknownExplainMethodError(CncwearError):
+    def __init__(self, value: str) -> None:
+        self.value = value
+        self.valid = [m.value for m in ExplainMethod]
+        super().__init__(f"unknown explanation method {value!r}: valid methods are {self.valid}")
+
+
+OutputSpace = Literal["probability", "log_odds"]
+"""What SHAP values add up to: the probability of wear (forests, single trees, model-agnostic
+explainers) or the log-odds of wear (gradient boosting, whose trees add up in log-odds)."""
+
+
+@dataclass(frozen=True)
+class _Answer:
+    model_version: str
+    method: ExplainMethod
+    seconds: float
+    """Wall time of the explanation, feature engineering included."""
+    probability_worn: float
+    """The model's probability of wear for the row (what ``/predict`` returns)."""
+    label: str
+    """The model's label for the row (``worn`` or ``unworn``); LIME and anchors explain it."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class FeatureContribution:
+    feature: str
+    """An engineered feature: what the model's estimator sees (see ``cncwear.features``)."""
+    value: float
+    """The feature's value for the explained row."""
+    contribution: float
+
+
+@dataclass(frozen=True)
+class ShapExplanation(_Answer):
+    algorithm: str
+    """``tree_path_dependent`` (exact Tree SHAP) or ``permutation`` (model-agnostic)."""
+    output_space: OutputSpace
+    base_value: float
+    """Expected model output over the training data: where contributions start from."""
+    contributions: list[FeatureContribution]
+    """One per engineered feature, largest absolute contribution first."""
+    output: float
+    """``base_value`` plus the contributions: the model's output in ``output_space``; equals
+    ``probability_worn``, or its log-odds for gradient boosting."""
+
+
+@dataclass(frozen=True)
+class Condition:
+    """``lower < feature <= upper``; a missing bound is open."""
+
+    feature: str
+    lower: float | None
+    upper: float | None
+    text: str
+
+
+@dataclass(frozen=True)
+class LimeWeight:
+    feature: str
+    condition: Condition
+    """The quartile bin of the feature that the explained row falls in: LIME's interpretable
+    feature is whether a row is in this bin."""
+    value: float
+    weight: float
+    """Weight of the bin in the local linear model of the probability of ``label``."""
+
+
+@dataclass(frozen=True)
+class LimeExplanation(_Answer):
+    features: list[LimeWeight]
+    """Largest absolute weight first."""
+    intercept: float
+    local_prediction: float
+    """The local model's probability of ``label`` for the explained row."""
+    score: float
+    """R2 of the local model on the weighted perturbed rows: how well it fits the model there."""
+    samples: int
+
+
+@dataclass(frozen=True)
+class AnchorExplanation(_Answer):
+    conditions: list[Condition]
+    """The rule: all of them hold for the explained row; empty means the label holds anywhere."""
+    rule: str
+    precision: float
+    """Share of perturbed rows drawn under the rule (the reference rows with the rule's conditions
+    imposed) that the model labels ``label``, measured afresh once the rule is chosen."""
+    coverage: float
+    """Share of training-reference rows the rule covers."""
+    threshold: float
+    """The precision asked for."""
+    partial: bool
+    """True when the search hit its cap (time or samples) and returned the best rule so far."""
+    stopped_by: Literal["time", "samples"] | None
+    samples: int
+    """Perturbed rows the model scored during the search (the capped quantity)."""
+    precision_samples: int
+    """Perturbed rows behind the reported precision."""
+
+    @property
+    def meets_threshold(self) -> bool:
+        return self.precision >= self.threshold
+
+
+Explanation = ShapExplanation | LimeExplanation | AnchorExplanation
+
+
+@dataclass(frozen=True)
+class FeatureImportance:
+    feature: str
+    mean_abs_shap: float
+
+
+@dataclass(frozen=True)
+class Surrogate:
+    """A shallow decision tree fitted to the champion's own labels on the training reference."""
+
+    depth: int
+    leaves: int
+    fidelity_accuracy: float
+    """Share of rows, not used to fit the surrogate, on which it agrees with the champion."""
+    fit_rows: int
+    check_rows: int
+    rules: str
+    """The tree as indented text rules (scikit-learn's ``export_text``)."""
+
+
+@dataclass(frozen=True)
+class PartialDependence:
+    """How the probability of wear moves with one feature, the others held at each row's values."""
+
+    feature: str
+    grid: list[float]
+    average: list[float]
+    """Partial dependence: the mean of the ICE curves over the reference sample."""
+    ice: list[list[float]]
+    """Individual conditional expectation curves of a subset of rows, one list per row."""
+    ice_rows: int
+
+
+@dataclass(frozen=True)
+class GlobalView:
+    model_version: str
+    seconds: float
+    output_space: OutputSpace
+    importance: list[FeatureImportance]
+    """Mean absolute SHAP value per feature, largest first."""
+    importance_rows: int
+    surrogate: Surrogate
+    partial_dependence: list[PartialDependence] = field(default_factory=list)
+    """For the most important features."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return asdict(self)
