@@ -52,12 +52,16 @@ class AutoMLEngine(Protocol):
 
 
 class FlamlEngine:
-    """FLAML's AutoML in process, limited to scikit-learn estimators so the result stays a plain
-    scikit-learn model (serialisable with skops, convertible to ONNX, explainable by tree SHAP)."""
+    """FLAML's AutoML in process, limited to estimators with the scikit-learn interface that skops
+    serialises and tree SHAP explains: scikit-learn's forests and histogram gradient boosting, and
+    LightGBM, which measured best on held-out experiments here (nested leave-one-experiment-out
+    row accuracy 0.88 and 18 of 18 experiments with 20 s per fold)."""
 
     name = AutoMLEngineName.FLAML.value
 
-    def __init__(self, estimators: tuple[str, ...] = ("rf", "extra_tree", "histgb")) -> None:
+    def __init__(
+        self, estimators: tuple[str, ...] = ("lgbm", "rf", "extra_tree", "histgb")
+    ) -> None:
         self.estimators = estimators
 
     def search(
