@@ -9,3 +9,5 @@ if ! command -v uv >/dev/null 2>&1; then
     export PATH="$HOME/.local/bin:$PATH"
 fi
 uv sync --locked --all-packages --quiet
+# The auto-sklearn sidecar (Python 3.9), where such an interpreter can be had; else flaml is used.
+./scripts/setup-autosklearn.sh || true

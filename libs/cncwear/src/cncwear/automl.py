@@ -4,22 +4,42 @@ An engine searches model configurations on the engineered features of the traini
 within a time budget, with grouped cross-validation, and returns an *unfitted* scikit-learn
 estimator with the configuration it found. The candidate then refits that estimator inside the one
 feature pipeline, so whatever engine searched, the promoted model is a plain scikit-learn pipeline.
+
+Two engines: FLAML in process, and auto-sklearn 0.15.0 in its Python 3.9 sidecar, whose best
+configuration is rebuilt as a modern scikit-learn estimator (:mod:`cncwear.autosklearn`). The
+setting ``CNCWEAR_AUTOML_ENGINE`` chooses; its default, ``auto``, takes auto-sklearn when the
+sidecar is installed and falls back to FLAML with one warning when it is not.
 """
 
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from importlib.metadata import version
+from pathlib import Path
 from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 from flaml.automl import AutoML
 from sklearn.base import ClassifierMixin, clone
+from sklearn.model_selection import StratifiedGroupKFold
 
+from cncwear.autosklearn import (
+    AUTOSKLEARN_VERSION,
+    MIN_RUN_SECONDS,
+    MIN_SECONDS,
+    SEARCH_SPACE,
+    AutoSklearnError,
+    SidecarUnavailableError,
+    UnsupportedConfigurationError,
+    find_sidecar,
+    rebuild,
+    run_sidecar,
+)
 from cncwear.errors import TrainingError
-from cncwear.settings import AutoMLEngineName
+from cncwear.settings import AutoMLEngineName, Settings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -105,10 +125,174 @@ class FlamlEngine:
         )
 
 
-def get_engine(name: AutoMLEngineName) -> AutoMLEngine:
+REBUILD_WARNING_MARGIN = 0.05
+"""Warn when the rebuilt estimator's accuracy on auto-sklearn's folds differs from auto-sklearn's
+own by more than this."""
+
+
+class AutoSklearnEngine:
+    """auto-sklearn 0.15.0 in its Python 3.9 sidecar (a subprocess): SMAC search on the same
+    grouped folds as the other candidates, within the budget, over the components that
+    :func:`cncwear.autosklearn.rebuild` reproduces; its best single configuration comes back as
+    JSON and is rebuilt as a modern scikit-learn estimator.
+
+    Besides auto-sklearn's own validation score, the result carries the rebuilt estimator's
+    accuracy on the same folds (``rebuilt_cv_accuracy``): the check that the rebuild is faithful.
+    """
+
+    name = AutoMLEngineName.AUTO_SKLEARN.value
+
+    def __init__(
+        self,
+        python: Path,
+        *,
+        version: str = AUTOSKLEARN_VERSION,
+        metalearning: bool = True,
+        memory_limit_mb: int = 3072,
+        n_jobs: int = 1,
+        timeout_grace_seconds: float = 180.0,
+        include: Mapping[str, list[str]] | None = None,
+    ) -> None:
+        self.python = python
+        self.version = version
+        self.metalearning = metalearning
+        self.memory_limit_mb = memory_limit_mb
+        self.n_jobs = n_jobs
+        self.timeout_grace_seconds = timeout_grace_seconds
+        self.include = dict(include or SEARCH_SPACE)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> AutoSklearnEngine:
+        """The engine on the configured sidecar; raises
+        :class:`~cncwear.autosklearn.SidecarUnavailableError` when there is none."""
+        sidecar = find_sidecar(settings.autosklearn_python)
+        return cls(
+            sidecar.python,
+            version=sidecar.autosklearn_version,
+            metalearning=settings.autosklearn_metalearning,
+            memory_limit_mb=settings.autosklearn_memory_limit_mb,
+            n_jobs=settings.n_jobs,
+            timeout_grace_seconds=settings.autosklearn_timeout_grace_seconds,
+        )
+
+    def search(
+        self,
+        x: pd.DataFrame,
+        y: np.ndarray,
+        groups: np.ndarray,
+        *,
+        seconds: float,
+        seed: int,
+        cv_folds: int,
+    ) -> AutoMLResult:
+        values = np.asarray(x, dtype=np.float64)
+        if not np.isfinite(values).all():
+            raise AutoSklearnError("the engineered features hold NaN or infinite values")
+        labels = np.asarray(y).astype(np.int64)
+        test_fold = grouped_test_folds(labels, np.asarray(groups), cv_folds, seed)
+        budget = max(float(seconds), MIN_SECONDS)
+        if budget > seconds:
+            logger.info("auto-sklearn gets %.0f s, its smallest useful budget", budget)
+        response = run_sidecar(
+            self.python,
+            {
+                "mode": "search",
+                "seconds": int(budget),
+                "per_run_seconds": int(max(MIN_RUN_SECONDS, budget / 2)),
+                "seed": seed,
+                "metalearning": self.metalearning,
+                "memory_limit_mb": self.memory_limit_mb,
+                "n_jobs": self.n_jobs,
+                "include": self.include,
+            },
+            {"x": values, "y": labels, "test_fold": test_fold},
+            timeout=budget + self.timeout_grace_seconds,
+        )
+        try:
+            configuration = dict(response["configuration"])
+            width = int(response["classifier_input_width"])
+            validation_accuracy = float(response["validation_accuracy"])
+        except (KeyError, TypeError, ValueError) as error:
+            raise AutoSklearnError(f"the sidecar's answer lacks {error}") from error
+        try:
+            estimator = rebuild(configuration, classifier_input_width=width, seed=seed)
+        except UnsupportedConfigurationError as error:
+            raise UnsupportedConfigurationError(
+                f"auto-sklearn's best configuration cannot be rebuilt: {error}"
+            ) from error
+        rebuilt_accuracy = pooled_cv_accuracy(estimator, x, labels, test_fold)
+        if abs(rebuilt_accuracy - validation_accuracy) > REBUILD_WARNING_MARGIN:
+            logger.warning(
+                "the rebuilt %s scores %.3f on auto-sklearn's folds where auto-sklearn measured "
+                "%.3f: scikit-learn changed since 0.24 for this configuration",
+                type(estimator).__name__,
+                rebuilt_accuracy,
+                validation_accuracy,
+            )
+        return AutoMLResult(
+            estimator=estimator,
+            engine=self.name,
+            engine_version=str(response.get("autosklearn", self.version)),
+            configuration=configuration,
+            validation_accuracy=validation_accuracy,
+            details={
+                "rebuilt_estimator": str(estimator),
+                "rebuilt_cv_accuracy": rebuilt_accuracy,
+                "budget_seconds": budget,
+                "metalearning": self.metalearning,
+                "trials": response.get("trials"),
+                "successful_trials": response.get("successful_trials"),
+                "statuses": response.get("statuses"),
+                "leaderboard": response.get("leaderboard"),
+                "sidecar_python": response.get("python"),
+                "sidecar_sklearn": response.get("sklearn"),
+                "sidecar_seconds": response.get("wall_seconds"),
+            },
+        )
+
+
+def grouped_test_folds(y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
+    """Fold number of each row: whole experiments per fold, both classes in each where the data
+    allows (the folds of ``cncwear.candidates.grouped_folds``), as a ``PredefinedSplit`` takes
+    them, which the sidecar's scikit-learn 0.24 has (it lacks StratifiedGroupKFold)."""
+    test_fold = np.full(len(y), -1, dtype=np.int64)
+    splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
+    for fold, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
+        test_fold[test] = fold
+    return test_fold
+
+
+def pooled_cv_accuracy(
+    estimator: ClassifierMixin, x: pd.DataFrame, y: np.ndarray, test_fold: np.ndarray
+) -> float:
+    """Accuracy over all rows of the folds' predictions, as auto-sklearn weighs its folds."""
+    right = 0
+    for fold in np.unique(test_fold[test_fold >= 0]):
+        test = test_fold == fold
+        model = clone(estimator).fit(x[~test], y[~test])
+        right += int((np.asarray(model.predict(x[test])) == y[test]).sum())
+    return right / int((test_fold >= 0).sum())
+
+
+_fallback_warned: set[str] = set()
+
+
+def get_engine(name: AutoMLEngineName, settings: Settings | None = None) -> AutoMLEngine:
+    """The engine called ``name``. ``auto`` is auto-sklearn when its sidecar is available, else
+    FLAML after one warning per process; an explicit ``auto-sklearn`` without a sidecar raises
+    :class:`~cncwear.autosklearn.SidecarUnavailableError`, which says how to install it."""
+    settings = settings or get_settings()
     if name is AutoMLEngineName.FLAML:
         return FlamlEngine()
-    raise TrainingError(f"AutoML engine {name.value!r} is not available in this installation")
+    if name is AutoMLEngineName.AUTO_SKLEARN:
+        return AutoSklearnEngine.from_settings(settings)
+    try:
+        return AutoSklearnEngine.from_settings(settings)
+    except SidecarUnavailableError as error:
+        if str(error) not in _fallback_warned:
+            _fallback_warned.add(str(error))
+            logger.warning("AutoML engine: flaml, not auto-sklearn: %s", error)
+        return FlamlEngine()
 
 
 def _plain(config: dict[str, Any]) -> dict[str, Any]:

@@ -41,6 +41,10 @@ DEFAULT_CANDIDATES = (
 
 
 class AutoMLEngineName(StrEnum):
+    """The AutoML candidate's engine. ``auto``: auto-sklearn when its sidecar is installed, else
+    FLAML (with one warning)."""
+
+    AUTO = "auto"
     FLAML = "flaml"
     AUTO_SKLEARN = "auto-sklearn"
 
@@ -71,7 +75,25 @@ class Settings(BaseSettings):
     budget: Budget = Budget.FAST
     """Search budget of a retrain when none is given on the command line."""
 
-    automl_engine: AutoMLEngineName = AutoMLEngineName.FLAML
+    automl_engine: AutoMLEngineName = AutoMLEngineName.AUTO
+    """AutoML engine of the AutoML candidate: ``auto-sklearn`` (in its Python 3.9 sidecar),
+    ``flaml`` (in process), or ``auto``: auto-sklearn when its sidecar is available, else flaml."""
+
+    autosklearn_python: Path | None = None
+    """Interpreter of the auto-sklearn sidecar (Python 3.9 with auto-sklearn 0.15.0). Unset:
+    ``.venv-autosklearn/bin/python`` in the working directory or its nearest parent that has one,
+    as ``scripts/setup-autosklearn.sh`` builds it."""
+
+    autosklearn_metalearning: bool = True
+    """Start auto-sklearn's search from configurations that did well on similar data sets (its
+    meta-learning); off, it starts from its default configuration and random ones."""
+
+    autosklearn_memory_limit_mb: int = Field(default=3072, ge=256)
+    """Memory limit of each auto-sklearn evaluation (MB); an evaluation over it is abandoned."""
+
+    autosklearn_timeout_grace_seconds: float = Field(default=180.0, ge=0.0)
+    """How long past its time budget the sidecar may run (start-up, tidying up) before it is
+    stopped and the AutoML candidate fails."""
 
     seed: int = 42
     """Seeds the holdout split, the searches and the models, so a retrain is repeatable."""

@@ -91,7 +91,7 @@ def make_candidate(name: str, settings: Settings) -> Candidate:
     if name == "random_forest":
         return random_forest()
     if name == "automl":
-        return AutoMLCandidate(engine=get_engine(settings.automl_engine))
+        return AutoMLCandidate(engine=get_engine(settings.automl_engine, settings))
     if name == "baseline":
         return BaselineCandidate()
     known = ", ".join(c.value for c in CandidateName)
