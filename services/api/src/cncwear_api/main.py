@@ -22,7 +22,7 @@ from cncwear_api.log import configure_logging
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.middleware import RequestMiddleware
 from cncwear_api.model_holder import ModelHolder
-from cncwear_api.routes import health, jobs, model, predict
+from cncwear_api.routes import dashboard, health, jobs, model, predict
 from cncwear_api.routes import metrics as metrics_route
 from cncwear_api.security import resolve_api_token
 from cncwear_api.settings import ApiSettings, get_settings
@@ -90,6 +90,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for router in (predict.router, model.router, jobs.router, metrics_route.router):
         app.include_router(router, dependencies=reads)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
+    app.mount(dashboard.ASSETS_PATH, dashboard.assets(), name="dashboard")
     return app
 
 

@@ -29,8 +29,16 @@ from cncwear.schema import ACTIVE_PROCESSES, PROCESS_COLUMN, numeric_columns
 from cncwear.scoring import model_input_columns
 from cncwear.store import LoadedModel, ModelStore, Tag
 from cncwear_api.batch import Batch
+from cncwear_api.insight import model_evaluation, training_distributions
 from cncwear_api.metrics import ApiMetrics
-from cncwear_api.models import GroupedMetrics, LeakyFigure, ModelPublic, Serving
+from cncwear_api.models import (
+    GroupedMetrics,
+    LeakyFigure,
+    ModelEvaluation,
+    ModelPublic,
+    Serving,
+    TrainingDistributions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +57,8 @@ class ServedModel:
     pipeline: Pipeline
     compiled: CompiledModel | None
     card: ModelPublic
+    evaluation: ModelEvaluation
+    distributions: TrainingDistributions
 
     def probability_worn(self, batch: Batch) -> np.ndarray:
         """Wear probability of each row of a validated batch."""
@@ -75,6 +85,14 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
         fallback = str(error)
         logger.warning("version %s is served by scikit-learn: %s", loaded.version, fallback)
     columns = model_input_columns(loaded.pipeline)
+    card = _card(
+        store,
+        model_version=model_version,
+        loaded=loaded,
+        compiled=compiled,
+        load_check=load_check,
+        fallback=fallback,
+    )
     served = ServedModel(
         name=loaded.name,
         version=loaded.version,
@@ -83,14 +101,9 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
         numeric_columns=numeric_columns(columns),
         pipeline=loaded.pipeline,
         compiled=compiled,
-        card=_card(
-            store,
-            model_version=model_version,
-            loaded=loaded,
-            compiled=compiled,
-            load_check=load_check,
-            fallback=fallback,
-        ),
+        card=card,
+        evaluation=model_evaluation(store, loaded, card),
+        distributions=training_distributions(loaded),
     )
     # Warm up (first calls allocate), so the first request after a swap is not the slow one.
     warm = Batch(np.zeros((1, len(served.numeric_columns))), [sorted(ACTIVE_PROCESSES)[0]])
