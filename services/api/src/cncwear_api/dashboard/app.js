@@ -17,6 +17,7 @@ const state = {
   drift: null,
   driftHistory: [],
   liveDistributions: null,
+  driftTimer: null,
   globalView: null,
   examples: [],
 };
@@ -412,16 +413,31 @@ function drawDrift() {
 async function pollDrift() {
   try {
     [state.drift] = await Promise.all([get("/drift"), loadLiveDistributions()]);
-    const psi = {};
-    for (const f of driftFeatures()) psi[f.feature] = f.psi;
-    state.driftHistory.push({ at: new Date(), psi });
-    if (state.driftHistory.length > DRIFT_HISTORY_POINTS) state.driftHistory.shift();
-    notice("drift", null);
-    drawDrift();
-    if (state.distributions) drawDistribution();
   } catch (error) {
-    notice("drift", `Could not load /drift: ${errorText(error)}`, "error");
+    // Stop asking (each failed request is an error in the browser's console too); a new
+    // champion starts the polling again.
+    stopDriftPolling();
+    notice("drift", `Could not load /drift: ${errorText(error)}. Not asking again until the champion changes.`, "error");
+    return;
   }
+  const psi = {};
+  for (const f of driftFeatures()) psi[f.feature] = f.psi;
+  state.driftHistory.push({ at: new Date(), psi });
+  if (state.driftHistory.length > DRIFT_HISTORY_POINTS) state.driftHistory.shift();
+  notice("drift", null);
+  drawDrift();
+  if (state.distributions) drawDistribution();
+}
+
+function startDriftPolling() {
+  stopDriftPolling();
+  state.driftTimer = setInterval(pollDrift, DRIFT_POLL_MS);
+  return pollDrift();
+}
+
+function stopDriftPolling() {
+  if (state.driftTimer) clearInterval(state.driftTimer);
+  state.driftTimer = null;
 }
 
 // -- global explanations ---------------------------------------------------------------------
@@ -648,11 +664,12 @@ async function loadAll() {
     guarded("evaluation", loadEvaluation),
     guarded("distributions", loadDistributions),
   );
-  tasks.push(offers("/drift") ? pollDrift() : missing("drift", "GET /drift", "drift monitoring"));
+  tasks.push(offers("/drift") ? startDriftPolling() : missing("drift", "GET /drift", "drift monitoring"));
   tasks.push(offers("/explain/global") ? guarded("global", loadGlobal) : missing("global", "GET /explain/global", "explanations"));
   if (offers("/explain")) tasks.push(guarded("explain", loadExamples));
   else {
     missing("explain", "POST /explain", "explanations");
+    $("#explain-button").disabled = true;
     tasks.push(guarded("explain", loadExamples));
   }
   await Promise.all(tasks);
@@ -685,7 +702,6 @@ async function main() {
   await Promise.all([loadAll(), guarded("retrain", resumeActiveJob)]);
   document.body.dataset.loaded = "true";
   setInterval(refreshIfNewChampion, READY_POLL_MS);
-  if (offers("/drift")) setInterval(pollDrift, DRIFT_POLL_MS);
 }
 
 main();
