@@ -298,24 +298,41 @@ function liveHistogram(feature) {
   return entry ? entry.histogram : null;
 }
 
+/** This feature's entry in the last /drift answer (live window against the reference). */
+function liveDrift(feature) {
+  return driftFeatures().find((f) => f.feature === feature) || null;
+}
+
+/** A vertical line at x, from 0 to the top of the histogram, as a dataset. */
+function marker(x, top, label, colour, dash) {
+  return xyLine([x, x], [0, top], label, colour, { type: "line", borderDash: dash, borderWidth: 2 });
+}
+
 function drawDistribution() {
   const select = $("#feature-select");
   const data = state.distributions;
   if (!data || !select.value) return;
   const feature = data.features.find((f) => f.feature === select.value);
   const xs = centres(feature.histogram.edges);
+  const training = shares(feature.histogram.counts);
+  const top = Math.max(...training) * 1.05;
   const datasets = [
-    { type: "bar", label: "training", data: xs.map((x, i) => ({ x, y: shares(feature.histogram.counts)[i] })), backgroundColor: "rgba(31, 111, 235, 0.45)", barPercentage: 1, categoryPercentage: 1 },
+    { type: "bar", label: "training", data: xs.map((x, i) => ({ x, y: training[i] })), backgroundColor: "rgba(31, 111, 235, 0.45)", barPercentage: 1, categoryPercentage: 1 },
+    marker(feature.mean, top, "training mean", COLORS.blue, [2, 2]),
   ];
-  const live = liveHistogram(feature.feature);
-  if (live) {
-    const liveXs = centres(live.edges || feature.histogram.edges);
-    datasets.push(xyLine(liveXs, shares(live.counts), "live traffic", COLORS.orange, { type: "line", pointRadius: 2 }));
+  const histogram = liveHistogram(feature.feature);
+  if (histogram) {
+    datasets.push(xyLine(centres(histogram.edges), shares(histogram.counts), "live traffic", COLORS.orange, { type: "line", pointRadius: 2 }));
+  }
+  const drift = liveDrift(feature.feature);
+  if (drift) datasets.push(marker(drift.current_mean, top, "live mean", COLORS.orange, [6, 3]));
+  let live = offers("/drift") ? "; live traffic: not enough rows in the window yet" : "; live traffic appears once the server offers /drift";
+  if (drift) {
+    live = `; live mean ${fmt(drift.current_mean)} over the last ${state.drift.window_rows} rows served (PSI ${fmt(drift.psi)}${drift.drifted ? ", drifted" : ""})`;
   }
   setText(
     "distribution-caption",
-    `${feature.feature}: training mean ${fmt(feature.mean)}, std ${fmt(feature.std)} (histogram of ${data.sample_rows} of ${data.rows} training rows)` +
-      (live ? "; live traffic from /drift overlaid" : offers("/drift") ? "; no live histogram in /drift yet" : "; live traffic appears once the server offers /drift"),
+    `${feature.feature}: training mean ${fmt(feature.mean)}, std ${fmt(feature.std)} (histogram of ${data.sample_rows} of ${data.rows} training rows)${live}`,
   );
   draw("distribution-chart", {
     type: "bar",
