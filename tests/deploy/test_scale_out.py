@@ -8,6 +8,7 @@ shared, so the module trains twice in all.
 from __future__ import annotations
 
 import asyncio
+import subprocess
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -160,7 +161,7 @@ def first_champion(stack: Stack) -> dict[str, Any]:
         queued = queue_retrain(client, ["baseline"], "first champion")
         assert queued["created"] is True
         job = finished_job(client, queued["job_id"])
-    version = job["result"]["decision"]["version"]
+    version: str = job["result"]["version"]
     for url in stack.apis:
         wait_until(lambda u=url: served_version(u) == version, f"{url} to serve {version}")
     return job
@@ -176,9 +177,9 @@ def rows(dataset: Dataset) -> list[dict[str, Any]]:
 def test_a_retrain_over_http_lands_in_the_postgresql_registry_and_its_artifact_store(
     stack: Stack, first_champion: dict[str, Any], rows: list[dict[str, Any]]
 ) -> None:
-    decision = first_champion["result"]["decision"]
-    assert decision["promoted"] is True
-    version = decision["version"]
+    result = first_champion["result"]
+    assert result["promoted"] is True, result["decision"]
+    version = result["version"]
 
     # The registry lives in PostgreSQL: the version and the alias are rows of the test database.
     with psycopg.connect(stack.tracking.backend_store_uri) as connection:
@@ -256,7 +257,7 @@ async def switch_under_load(
             )
             accepted = [one.json(), other.json()]
             job = await asyncio.to_thread(finished_job, first, accepted[0]["job_id"])
-        version = job["result"]["decision"]["version"]
+        version = job["result"]["version"]
         new_version.append(version)
         for url in stack.apis:
             await asyncio.to_thread(
@@ -272,7 +273,7 @@ async def switch_under_load(
 def test_two_apis_and_two_workers_make_one_job_of_two_requests_and_switch_without_failures(
     stack: Stack, first_champion: dict[str, Any], rows: list[dict[str, Any]]
 ) -> None:
-    old = first_champion["result"]["decision"]["version"]
+    old = first_champion["result"]["version"]
     new_version: list[str] = []
     report, accepted, job = asyncio.run(switch_under_load(stack, rows, new_version))
 
@@ -285,13 +286,20 @@ def test_two_apis_and_two_workers_make_one_job_of_two_requests_and_switch_withou
 
     # The new champion was promoted and both APIs switched to it under load, with no failure.
     (version,) = new_version
-    assert job["result"]["decision"]["promoted"] is True, job["result"]["decision"]
+    assert job["result"]["promoted"] is True, job["result"]["decision"]
     assert version != old
     assert report.failures() == 0, (report.statuses, report.errors[:5])
     for url in stack.apis:
         assert report.versions[url] == {old, version}, report.versions
 
-    # Both workers were up throughout and are still answering the broker.
+    # Both workers were up throughout and answer the containers' health check.
     for worker in stack.workers:
         assert worker.running(), worker.output()
+    ping = subprocess.run(
+        [str(BIN / "cncwear-trainer"), "ping"],
+        env=stack_environment(stack.tracking, stack.redis_url, stack.homes[0]),
+        capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert ping.returncode == 0, ping.stdout + ping.stderr
+    assert "deploy0@" in ping.stdout and "deploy1@" in ping.stdout
     assert [home for home in stack.homes if home.exists()] == []

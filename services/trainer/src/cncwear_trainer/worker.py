@@ -27,7 +27,7 @@ def create_worker_app(settings: Settings) -> Celery:
     return app
 
 
-PING_TIMEOUT_SECONDS = 10.0
+PING_TIMEOUT_SECONDS = 5.0
 
 
 def ping_local_workers(app: Celery, timeout: float = PING_TIMEOUT_SECONDS) -> list[str]:
