@@ -18,10 +18,13 @@ from celery import Celery
 
 from cncwear.queue import make_celery
 from cncwear.settings import Settings, get_settings
-from cncwear_trainer.tasks import register_tasks
 
 
 def create_worker_app(settings: Settings) -> Celery:
+    # Imported here, not at the top: the tasks bring in the training stack (scikit-learn,
+    # MLflow, FLAML), which the container health check (``cncwear-trainer ping``) must not wait for.
+    from cncwear_trainer.tasks import register_tasks  # noqa: PLC0415
+
     app = make_celery(settings)
     register_tasks(app, settings)
     return app
@@ -46,12 +49,12 @@ def main() -> None:
         stream=sys.stdout,
     )
     settings = get_settings()
-    app = create_worker_app(settings)
     argv = sys.argv[1:] or ["worker"]
     if argv[0] == "ping":
-        alive = ping_local_workers(app)
+        alive = ping_local_workers(make_celery(settings))
         print(", ".join(alive) if alive else "no worker on this host answered", flush=True)
         raise SystemExit(0 if alive else 1)
+    app = create_worker_app(settings)
     if argv[0] == "worker":  # defaults first, so that the command line overrides them
         defaults = ["--pool=prefork", "--concurrency=1", "--loglevel=INFO", "--without-gossip"]
         argv = ["worker", *defaults, *argv[1:]]
