@@ -136,7 +136,12 @@ def tracking_server(
         "--artifacts-destination", str(artifacts),
         "--serve-artifacts",
     ]  # fmt: skip
-    env = {**clean_environment(), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {
+        **clean_environment(),
+        "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}",
+        # MLflow's background job runner (GenAI evaluation jobs) is not used by cncwear.
+        "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false",
+    }
     server = start(command, env, folder / "server.log", "mlflow")
     url = f"http://127.0.0.1:{port}"
     try:
