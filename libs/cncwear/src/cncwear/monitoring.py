@@ -348,6 +348,10 @@ class RecentPredictions:
                 _, (_, dropped) = self._by_id.popitem(last=False)
                 self._rows -= len(dropped)
 
+    def peek(self, request_id: str) -> tuple[str, np.ndarray] | None:
+        with self._lock:
+            return self._by_id.get(request_id)
+
     def take(self, request_id: str) -> tuple[str, np.ndarray] | None:
         """The version and predicted labels of a request, forgotten once taken (ground truth for a
         request counts once)."""
