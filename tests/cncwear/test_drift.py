@@ -48,14 +48,18 @@ def test_compare_flags_a_shift_and_not_a_fresh_sample(reference_size: int) -> No
 
 
 def test_a_ring_buffer_keeps_the_last_rows_in_fixed_memory() -> None:
-    ring = RingBuffer(capacity=5, width=1)
+    ring = RingBuffer(5, 2, 1)
     for value in range(7):
-        ring.extend(np.array([[value]], dtype=float))
-    assert sorted(ring.values()[:, 0]) == [2, 3, 4, 5, 6]
-    ring.extend(np.arange(10, 13, dtype=float)[:, None])
-    assert sorted(ring.values()[:, 0]) == [5, 6, 10, 11, 12]
-    ring.extend(np.arange(100, 120, dtype=float)[:, None])
-    assert sorted(ring.values()[:, 0]) == [115, 116, 117, 118, 119]
+        ring.extend(np.array([[value, -value]], dtype=float), np.array([value * 10.0]))
+    pairs, tens = ring.values()
+    assert sorted(pairs[:, 0]) == [2, 3, 4, 5, 6] and sorted(tens[:, 0]) == [20, 30, 40, 50, 60]
+    assert np.array_equal(pairs[:, 1], -pairs[:, 0]) and np.array_equal(
+        tens[:, 0], pairs[:, 0] * 10
+    )
+    ring.extend(np.arange(10, 13, dtype=float)[:, None].repeat(2, axis=1), np.arange(3.0))
+    assert sorted(ring.values()[0][:, 0]) == [5, 6, 10, 11, 12]
+    ring.extend(np.arange(100, 120, dtype=float)[:, None].repeat(2, axis=1), np.zeros(20))
+    assert sorted(ring.values()[0][:, 0]) == [115, 116, 117, 118, 119]
     assert ring.size == 5 and ring.total == 30
 
 

@@ -64,36 +64,44 @@ class FeatureMap:
 
 
 class RingBuffer:
-    """The last ``capacity`` rows of a stream, in fixed memory; appending costs a slice copy."""
+    """The last ``capacity`` rows of a stream, in fixed memory: one or more aligned column blocks
+    (say raw readings and a probability), appended together at the cost of a slice copy each."""
 
-    def __init__(self, capacity: int, width: int) -> None:
+    def __init__(self, capacity: int, *widths: int) -> None:
         self.capacity = capacity
-        self._data = np.zeros((capacity, width))
+        self._blocks = [np.zeros((capacity, width)) for width in widths or (1,)]
         self._next = 0
         self.size = 0
         self.total = 0
         """Rows ever appended."""
 
-    def extend(self, rows: np.ndarray) -> None:
-        count = len(rows)
+    def extend(self, *parts: np.ndarray) -> None:
+        """Append rows: one array per block, each ``(rows, width)`` or ``(rows,)`` for width 1."""
+        count = len(parts[0])
         self.total += count
-        if count >= self.capacity:
-            self._data[:] = rows[-self.capacity :]
-            self._next, self.size = 0, self.capacity
+        capacity, start = self.capacity, self._next
+        if count >= capacity:
+            for block, part in zip(self._blocks, parts, strict=True):
+                block[:] = part[-capacity:].reshape(capacity, -1)
+            self._next, self.size = 0, capacity
             return
-        end = self._next + count
-        if end <= self.capacity:
-            self._data[self._next : end] = rows
-        else:
-            first = self.capacity - self._next
-            self._data[self._next :] = rows[:first]
-            self._data[: count - first] = rows[first:]
-        self._next = end % self.capacity
-        self.size = min(self.size + count, self.capacity)
+        end = start + count
+        for block, part in zip(self._blocks, parts, strict=True):
+            rows = part.reshape(count, -1)
+            if end <= capacity:
+                block[start:end] = rows
+            else:
+                first = capacity - start
+                block[start:] = rows[:first]
+                block[: count - first] = rows[first:]
+        self._next = end % capacity
+        if self.size < capacity:
+            self.size = min(self.size + count, capacity)
 
-    def values(self) -> np.ndarray:
-        """A copy of the rows held (order not kept: the statistics do not need it)."""
-        return self._data[: self.size].copy()
+    def values(self) -> list[np.ndarray]:
+        """Copies of the rows held, one array per block (in storage order: the statistics do not
+        need the arrival order)."""
+        return [block[: self.size].copy() for block in self._blocks]
 
     def clear(self) -> None:
         self._next = self.size = self.total = 0
@@ -208,9 +216,10 @@ class Monitor:
         self.names = [n for n in feature_map.names if n in reference.features]
         keep = [feature_map.names.index(n) for n in self.names]
         self._matrix = np.ascontiguousarray(feature_map.matrix[:, keep])
-        self._features = RingBuffer(config.window_rows, len(self.names))
-        self._probability = RingBuffer(config.window_rows, 1)
-        self._feedback = RingBuffer(config.feedback_window_rows, 2)
+        # Raw readings are kept and engineered at report time: a slice copy per request, no
+        # arithmetic on the request path.
+        self._served = RingBuffer(config.window_rows, feature_map.matrix.shape[0], 1)
+        self._feedback = RingBuffer(config.feedback_window_rows, 1, 1)
         self._lock = threading.Lock()
 
     @property
@@ -218,31 +227,30 @@ class Monitor:
         return self.reference.version
 
     def observe(self, numeric: np.ndarray, probability: np.ndarray) -> None:
-        """Add a scored batch to the window. Request path: keep it cheap."""
-        features = numeric[-self.config.window_rows :] @ self._matrix
+        """Add a scored batch (validated raw numeric rows in the model's column order, and their
+        wear probabilities) to the window. Request path: a slice copy under a lock."""
         with self._lock:
-            self._features.extend(features)
-            self._probability.extend(probability[-self.config.window_rows :, np.newaxis])
+            self._served.extend(numeric, probability)
 
     def add_feedback(self, predicted_worn: np.ndarray, actual_worn: np.ndarray) -> None:
-        pairs = np.column_stack([predicted_worn, actual_worn]).astype(np.float64)
         with self._lock:
-            self._feedback.extend(pairs)
+            self._feedback.extend(predicted_worn.astype(np.float64), actual_worn.astype(np.float64))
 
     def reset(self) -> None:
         with self._lock:
-            self._features.clear()
-            self._probability.clear()
+            self._served.clear()
             self._feedback.clear()
 
     def report(self) -> MonitorReport:
         """Drift and live performance over a snapshot of the windows (milliseconds: call it off the
         request path)."""
         with self._lock:
-            features = self._features.values()
-            probability = self._probability.values()[:, 0]
-            feedback = self._feedback.values()
-            rows_seen = self._features.total
+            numeric, probability_column = self._served.values()
+            predicted, actual = self._feedback.values()
+            rows_seen = self._served.total
+        features = numeric @ self._matrix
+        probability = probability_column[:, 0]
+        feedback = np.column_stack([predicted[:, 0], actual[:, 0]])
         config = self.config
         enough = len(features) >= config.min_rows and len(features) > 0
         drifts: list[FeatureDrift] = []
