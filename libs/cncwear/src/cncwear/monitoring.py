@@ -236,11 +236,6 @@ class Monitor:
         with self._lock:
             self._feedback.extend(predicted_worn.astype(np.float64), actual_worn.astype(np.float64))
 
-    def reset(self) -> None:
-        with self._lock:
-            self._served.clear()
-            self._feedback.clear()
-
     def report(self) -> MonitorReport:
         """Drift and live performance over a snapshot of the windows (milliseconds: call it off the
         request path)."""
@@ -315,11 +310,12 @@ class Monitor:
         metrics: dict[str, float | None] = dict.fromkeys(PERFORMANCE_METRICS)
         if enough:
             metrics = classification_metrics(feedback[:, 0] > 0.5, feedback[:, 1] > 0.5)
-        difference = {
-            k: (None if metrics[k] is None or k not in holdout else metrics[k] - holdout[k])  # type: ignore[operator]
-            for k in PERFORMANCE_METRICS
-        }
+        difference = {k: _minus(metrics[k], holdout.get(k)) for k in PERFORMANCE_METRICS}
         return LivePerformance(len(feedback), enough, metrics, holdout, difference)
+
+
+def _minus(live: float | None, holdout: float | None) -> float | None:
+    return None if live is None or holdout is None else live - holdout
 
 
 def classification_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float | None]:
