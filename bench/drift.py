@@ -3,12 +3,15 @@ in the same run, single-row requests.
 
     CNCWEAR_HOME=var uv run python bench/drift.py [--requests 3000] [--seconds 10]
 
-Starts two ``cncwear-api`` processes on the same registry, one with ``CNCWEAR_MONITORING=false``.
-Single-row requests go to them alternately (A, B, A, B, ...) from one client, so that whatever
-else the machine does weighs on both alike; the latency of each is measured at the client. Then
-each server in turn, in alternating blocks, takes single-row requests from 8 concurrent clients
-(throughput). The figure to read is the ratio on/off (target: at most 1.05 at single rows). Also
-the in-process cost of the monitoring step itself. Needs a champion: ``cncwear train`` first.
+Starts three ``cncwear-api`` processes on the same registry: one with monitoring, two without
+(``CNCWEAR_MONITORING=false``; the second is a control: off/off shows how far two identical servers
+differ on this machine, the noise the on/off ratio must be read against). Single-row requests go to
+them in turn, in a rotating order, from one client, so that whatever else the machine does weighs
+on all alike; the latency of each is measured at the client. Then each server, in rotating blocks,
+takes single-row requests from 8 concurrent clients (throughput). The figure to read is the ratio
+on/off (target: at most 1.05 at single rows). Also the in-process cost of the monitoring step
+itself, the one figure that does not depend on the machine's other work. Needs a champion:
+``cncwear train`` first.
 """
 
 from __future__ import annotations
@@ -42,6 +45,7 @@ from cncwear_api.settings import ApiSettings
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).parent / "results"
 TARGET = 1.05
+LABELS = {"on": "on", "off": "off", "control": "off (control)"}
 
 
 def free_port() -> int:
@@ -86,9 +90,11 @@ def interleaved(urls: dict[str, str], bodies: list[bytes], requests: int) -> dic
     clients = {name: httpx.Client(base_url=url, timeout=30.0) for name, url in urls.items()}
     latencies: dict[str, list[float]] = {name: [] for name in urls}
     try:
+        items = list(clients.items())
         for i in range(requests + 200):
             body = bodies[i % len(bodies)]
-            order = list(clients.items()) if i % 2 == 0 else list(clients.items())[::-1]
+            shift = i % len(items)
+            order = items[shift:] + items[:shift]
             for name, client in order:
                 started = time.perf_counter()
                 response = client.post("/predict", content=body, headers=headers)
@@ -127,13 +133,14 @@ async def _throughput(url: str, bodies: list[bytes], concurrency: int, seconds: 
 
 
 def blocks(
-    urls: dict[str, str], bodies: list[bytes], seconds: float, rounds: int = 3
+    urls: dict[str, str], bodies: list[bytes], seconds: float, rounds: int = 5
 ) -> dict[str, float]:
     """Requests per second at concurrency 8, each server in alternating blocks; the median."""
     rates: dict[str, list[float]] = {name: [] for name in urls}
+    names = list(urls)
     for round_ in range(rounds):
-        names = list(urls) if round_ % 2 == 0 else list(urls)[::-1]
-        for name in names:
+        shift = round_ % len(names)
+        for name in names[shift:] + names[:shift]:
             rates[name].append(asyncio.run(_throughput(urls[name], bodies, 8, seconds)))
     return {name: statistics.median(values) for name, values in rates.items()}
 
@@ -200,25 +207,23 @@ def main() -> None:
         print(f"  {what:62} {value:9.1f}")
 
     with ExitStack() as stack:
-        logs = {name: stack.enter_context(tempfile.TemporaryFile()) for name in ("on", "off")}
-        servers = {name: start(settings, name == "on", logs[name]) for name in ("on", "off")}
+        names = ("on", "off", "control")
+        logs = {name: stack.enter_context(tempfile.TemporaryFile()) for name in names}
+        servers = {name: start(settings, name == "on", logs[name]) for name in names}
         for _, process in servers.values():
             stack.callback(process.wait, 60)
             stack.callback(process.terminate)
         for url, process in servers.values():
             wait_ready(url, process)
         urls = {name: url for name, (url, _) in servers.items()}
-        print(
-            "HTTP, single-row requests, alternating between the two servers "
-            f"({args.requests} each):"
-        )
+        print(f"HTTP, single-row requests, in turn to the three servers ({args.requests} each):")
         latencies = interleaved(urls, bodies, args.requests)
         stats = {name: summary(values) for name, values in latencies.items()}
-        for name in ("on", "off"):
+        for name in names:
             s = stats[name]
             print(
-                f"  monitoring {name:3}: p50 {s['p50_ms']:.3f} ms  p99 {s['p99_ms']:.3f} ms  "
-                f"mean {s['mean_ms']:.3f} ms"
+                f"  monitoring {LABELS[name]:13}: p50 {s['p50_ms']:.3f} ms  "
+                f"p99 {s['p99_ms']:.3f} ms  mean {s['mean_ms']:.3f} ms"
             )
         drift = httpx.get(f"{urls['on']}/drift", timeout=30).json()
         print(
@@ -227,22 +232,31 @@ def main() -> None:
         )
         rates = blocks(urls, bodies, args.seconds)
         print(
-            f"HTTP, single rows at concurrency 8, alternating {args.seconds:.0f} s blocks "
-            "(median of 3):"
+            f"HTTP, single rows at concurrency 8, rotating {args.seconds:.0f} s blocks "
+            "(median of 5):"
         )
-        for name in ("on", "off"):
-            print(f"  monitoring {name:3}: {rates[name]:8.0f} requests/s")
+        for name in names:
+            print(f"  monitoring {LABELS[name]:13}: {rates[name]:8.0f} requests/s")
 
-    ratios = {
-        "p50 latency on/off": stats["on"]["p50_ms"] / stats["off"]["p50_ms"],
-        "mean latency on/off": stats["on"]["mean_ms"] / stats["off"]["mean_ms"],
-        "p99 latency on/off": stats["on"]["p99_ms"] / stats["off"]["p99_ms"],
-        "throughput off/on at concurrency 8": rates["off"] / rates["on"],
-    }
-    print(f"ratios (target: at most {TARGET:.2f}):")
-    for what, ratio in ratios.items():
-        mark = "ok" if ratio <= TARGET else "OVER"
-        print(f"  {what:36} {ratio:6.3f}  {mark}")
+    ratios = {}
+    for other in ("on", "control"):
+        ratios[other] = {
+            "p50 latency": stats[other]["p50_ms"] / stats["off"]["p50_ms"],
+            "mean latency": stats[other]["mean_ms"] / stats["off"]["mean_ms"],
+            "p99 latency": stats[other]["p99_ms"] / stats["off"]["p99_ms"],
+            "1 / throughput at concurrency 8": rates["off"] / rates[other],
+        }
+    print(f"ratios against monitoring off (target for on/off: at most {TARGET:.2f}):")
+    print(f"  {'':34} {'on/off':>8} {'control/off (noise)':>20}")
+    for what in ratios["on"]:
+        on, control = ratios["on"][what], ratios["control"][what]
+        mark = "ok" if on <= TARGET else "OVER"
+        print(f"  {what:34} {on:8.3f} {control:20.3f}   {mark}")
+    step = floor["monitoring step, 1 row (us)"]
+    print(
+        f"monitoring step in process: {step:.1f} us = {step / (stats['off']['p50_ms'] * 1000):.2%} "
+        "of the p50 single-row request without monitoring"
+    )
     print(f"load average at the end: {os.getloadavg()[0]:.1f}")
     RESULTS.mkdir(exist_ok=True)
     out = RESULTS / f"drift-{time.strftime('%Y%m%d-%H%M%S')}.json"
