@@ -74,6 +74,8 @@ cncwear is running on its embedded defaults (data in $CNCWEAR_HOME):
   API docs     http://$host:$port/docs
   dashboard    http://$host:$port/
   metrics      http://$host:$port/metrics
+  drift        http://$host:$port/drift (ground truth: POST /feedback with the token)
+  worker       http://127.0.0.1:${CNCWEAR_WORKER_METRICS_PORT:-9102}/metrics
   API token    ${CNCWEAR_API_TOKEN:+set by CNCWEAR_API_TOKEN}${CNCWEAR_API_TOKEN:-in $CNCWEAR_HOME/api-token (for /retrain)}
   MLflow UI    uv run mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///$CNCWEAR_HOME/mlflow.db
   trainer log  $CNCWEAR_HOME/logs/trainer.log

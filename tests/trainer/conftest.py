@@ -40,6 +40,7 @@ def queue_settings(tmp_path: Path, redis_url: str) -> Settings:
         redis_url=redis_url,
         retrain_time_limit=40,
         retrain_visibility_timeout=50,
+        worker_metrics_port=0,
     )
 
 
@@ -72,6 +73,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         CNCWEAR_BUDGET=settings.budget.value,
         CNCWEAR_RETRAIN_TIME_LIMIT=str(settings.retrain_time_limit),
         CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT=str(settings.retrain_visibility_timeout),
+        CNCWEAR_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
     )
     return env
 

@@ -193,6 +193,14 @@ class Settings(BaseSettings):
     explain_surrogate_depth: int = Field(default=3, ge=1, le=8)
     """Depth of the global surrogate decision tree (deeper: more faithful, harder to read)."""
 
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    """Port of a trainer worker's Prometheus endpoint (``/metrics``); 0 serves none. Several
+    workers on one machine need a port each: a worker whose port is taken logs a warning and runs
+    without one."""
+
+    worker_metrics_host: str = "127.0.0.1"
+    """Interface the worker's metrics endpoint listens on (``0.0.0.0`` in a container)."""
+
     @model_validator(mode="after")
     def _limits_fit_the_visibility_timeout(self) -> Settings:
         if self.retrain_visibility_timeout <= self.retrain_time_limit:

@@ -53,6 +53,20 @@ class UnauthorizedError(ApiError):
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
 
 
+class NotFoundError(ApiError):
+    status_code = 404
+
+
+class ConflictError(ApiError):
+    status_code = 409
+
+
+class ServiceOffError(ApiError):
+    """A feature switched off by setting."""
+
+    status_code = 503
+
+
 class InvalidRequestError(ApiError):
     """A body that is not JSON or not shaped like the request schema."""
 

@@ -173,6 +173,101 @@ class ApiMetrics:
         self.model_ready = Gauge(
             "cncwear_model_ready", "1 when a champion is loaded and served, else 0.", registry=r
         )
+        self.schema_refusals = Counter(
+            "cncwear_schema_refusals",
+            "/predict requests refused because their rows do not fit the model's schema (missing "
+            "or unknown columns, bad values): schema skew between senders and the model.",
+            registry=r,
+        )
+        self.drift_feature_psi = Gauge(
+            "cncwear_drift_feature_psi",
+            "Population stability index of each selected feature, served window against the "
+            "reference (NaN until the window holds enough rows).",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_feature_statistic = Gauge(
+            "cncwear_drift_feature_statistic",
+            "The drift test of each selected feature: KS p-value or normed Wasserstein distance.",
+            ["feature", "test"],
+            registry=r,
+        )
+        self.drift_feature_drifted = Gauge(
+            "cncwear_drift_feature_drifted",
+            "1 when the feature's drift test says it drifted, else 0.",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_share = Gauge(
+            "cncwear_drift_share",
+            "Share of the selected features that drifted (NaN until the window holds enough rows).",
+            registry=r,
+        )
+        self.drift_detected = Gauge(
+            "cncwear_drift_detected",
+            "1 when the drift share reaches its threshold, else 0.",
+            registry=r,
+        )
+        self.drift_window_rows = Gauge(
+            "cncwear_drift_window_rows", "Served rows in the drift window.", registry=r
+        )
+        self.prediction_drift_psi = Gauge(
+            "cncwear_prediction_drift_psi",
+            "PSI of the predicted wear probability, served window against the holdout's.",
+            registry=r,
+        )
+        self.prediction_drift_statistic = Gauge(
+            "cncwear_prediction_drift_statistic",
+            "Drift test of the predicted wear probability (KS p-value or normed Wasserstein).",
+            ["test"],
+            registry=r,
+        )
+        self.prediction_drift_detected = Gauge(
+            "cncwear_prediction_drift_detected",
+            "1 when the predicted wear probability drifted from the holdout's, else 0.",
+            registry=r,
+        )
+        self.live_metric = Gauge(
+            "cncwear_live_performance",
+            "Accuracy, precision and recall on the labelled feedback window (NaN until enough "
+            "labels).",
+            ["metric"],
+            registry=r,
+        )
+        self.holdout_metric = Gauge(
+            "cncwear_holdout_performance",
+            "The served version's accuracy, precision and recall on its held-out experiments.",
+            ["metric"],
+            registry=r,
+        )
+        self.live_labelled_rows = Gauge(
+            "cncwear_live_labelled_rows", "Labelled rows in the feedback window.", registry=r
+        )
+        self.feedback_rows = Counter(
+            "cncwear_feedback_rows",
+            "Rows whose ground truth was received, by how they were matched (request id or rows).",
+            ["source"],
+            registry=r,
+        )
+        self.model_promoted = Gauge(
+            "cncwear_model_promoted_timestamp_seconds",
+            "When the served version was registered as champion (Unix time).",
+            registry=r,
+        )
+        self.seconds_since_promotion = Gauge(
+            "cncwear_seconds_since_promotion",
+            "Seconds since the served version was registered as champion.",
+            registry=r,
+        )
+        self._promoted_at: float | None = None
+        self.seconds_since_promotion.set_function(self._since_promotion)
+        self.retrain_triggers = Counter(
+            "cncwear_retrain_triggers",
+            "Retrains asked for by this replica's monitoring, by reason (drift, accuracy) and "
+            "outcome (queued; joined: one was already queued or running; failed).",
+            ["reason", "outcome"],
+            registry=r,
+        )
         # Labelled children, looked up once: ``labels()`` costs more than the update itself.
         self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._by_version: dict[str, tuple[Any, Any]] = {}
@@ -217,6 +312,15 @@ class ApiMetrics:
         self.model_info.clear()
         self.model_info.labels(name=name, version=version, runtime=runtime).set(1)
         self.model_ready.set(1)
+
+    def promoted_at(self, timestamp: float) -> None:
+        self._promoted_at = timestamp
+        self.model_promoted.set(timestamp)
+
+    def _since_promotion(self) -> float:
+        if self._promoted_at is None:
+            return float("nan")
+        return time.time() - self._promoted_at
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)
