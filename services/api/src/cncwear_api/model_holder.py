@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -49,6 +49,8 @@ class ServedModel:
     pipeline: Pipeline
     compiled: CompiledModel | None
     card: ModelPublic
+    profile: dict[str, Any] = field(repr=False, compare=False)
+    """The reference profile logged with the version (its training sample backs explanations)."""
 
     def probability_worn(self, batch: Batch) -> np.ndarray:
         """Wear probability of each row of a validated batch."""
@@ -91,6 +93,7 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
             load_check=load_check,
             fallback=fallback,
         ),
+        profile=loaded.profile,
     )
     # Warm up (first calls allocate), so the first request after a swap is not the slow one.
     warm = Batch(np.zeros((1, len(served.numeric_columns))), [sorted(ACTIVE_PROCESSES)[0]])
