@@ -102,7 +102,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
         worker = start_process(settings, ["worker", "--hostname", hostname, *args], log)
         started.append(worker)
         wait_for(
-            lambda: "ready." in log.read_text(errors="replace"), timeout=60, what="worker ready"
+            lambda: "ready." in log.read_text(errors="replace"), timeout=180, what="worker ready"
         )
         return worker
 
@@ -121,7 +121,7 @@ def start_beat(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
         started.append(beat)
         wait_for(
             lambda: "beat: Starting" in beat.log.read_text(errors="replace"),
-            timeout=60,
+            timeout=180,
             what="beat to start",
         )
         return beat
@@ -132,6 +132,8 @@ def start_beat(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
 
 
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> None:
+    """Wait until ``condition`` holds; ``timeout`` is generous (a shared, loaded machine starts a
+    worker in seconds or in a minute): it only keeps a broken build from hanging."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

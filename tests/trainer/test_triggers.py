@@ -39,9 +39,12 @@ def logged(process: Worker, text: str) -> int:
 
 
 def test_the_schedule_is_five_cron_fields_and_off_when_empty(tmp_path: Path) -> None:
-    assert Settings(home=tmp_path).retrain_schedule == ""
-    assert beat_schedule(Settings(home=tmp_path)) == {}
-    weekly = Settings(home=tmp_path, retrain_schedule="0 3 * * 0")
+    assert Settings.model_fields["retrain_schedule"].default == ""
+    assert Settings.model_fields["new_data_check_seconds"].default == 0
+    off = Settings(home=tmp_path, retrain_schedule="", new_data_check_seconds=0)
+    assert parse_schedule(off.retrain_schedule) is None and not off.triggers_enabled()
+    assert beat_schedule(off) == {}
+    weekly = Settings(home=tmp_path, retrain_schedule="0 3 * * 0", new_data_check_seconds=0)
     schedule = parse_schedule(weekly.retrain_schedule)
     assert schedule is not None
     assert (schedule.minute, schedule.hour, schedule.day_of_week) == ({0}, {3}, {0})

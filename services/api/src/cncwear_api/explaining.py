@@ -14,9 +14,10 @@ champion changes, the next explanation builds those of the new version.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
-from typing import TypeVar
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, TypeVar
 
 import pandas as pd
 
@@ -47,7 +48,10 @@ class ExplainRunner:
         self.cache = ExplainerCache(settings)
         self.concurrency = settings.explain_concurrency
         self.places = settings.explain_concurrency + settings.explain_max_waiting
-        self._admitted = 0  # touched on the event loop only: no lock needed
+        self._admitted = 0
+        """Explanations running or waiting; a place is freed when its work ends, not when its
+        request does (a client that hangs up does not stop the thread)."""
+        self._lock = threading.Lock()
         self._executor = ThreadPoolExecutor(
             max_workers=settings.explain_concurrency, thread_name_prefix="explain"
         )
@@ -81,17 +85,23 @@ class ExplainRunner:
         return self.cache.get(served.pipeline, served.profile, served.version)
 
     async def _run(self, work: Callable[[], T]) -> T:
-        if self._admitted >= self.places:
+        with self._lock:
+            admitted = self._admitted < self.places
+            if admitted:
+                self._admitted += 1
+        if not admitted:
             self.metrics.explanations_rejected.inc()
             raise ExplainerBusyError(
                 f"{self.concurrency} explanation(s) running and "
                 f"{self.places - self.concurrency} waiting, the most this server takes: "
                 "try again shortly"
             )
-        self._admitted += 1
-        try:
-            return await asyncio.get_running_loop().run_in_executor(self._executor, work)
-        finally:
+        future = self._executor.submit(work)
+        future.add_done_callback(self._release)
+        return await asyncio.wrap_future(future)
+
+    def _release(self, _: Future[Any]) -> None:
+        with self._lock:
             self._admitted -= 1
 
 
