@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -49,6 +50,19 @@ class AutoMLEngineName(StrEnum):
     AUTO_SKLEARN = "auto-sklearn"
 
 
+class PromotionLock(StrEnum):
+    """What serialises promotions: a lock file under ``home`` (one machine) or a Redis lock (every
+    machine sharing the registry). ``auto``: Redis when the registry is shared (see
+    :meth:`Settings.registry_is_shared`), else the file."""
+
+    AUTO = "auto"
+    FILE = "file"
+    REDIS = "redis"
+
+
+LOCAL_TRACKING_SCHEMES = frozenset({"", "file", "sqlite"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CNCWEAR_", extra="ignore")
 
@@ -63,6 +77,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CNCWEAR_MLFLOW_TRACKING_URI"),
     )
     """Any MLflow tracking URI; unset means a SQLite file under ``home``."""
+
+    mlflow_artifact_location: str | None = None
+    """Artifact location of the MLflow experiment when cncwear creates it (any URI MLflow accepts:
+    ``s3://bucket/prefix``, ``mlflow-artifacts:/cncwear``, a folder). Unset: ``<home>/artifacts``
+    for the embedded store, the tracking server's own default otherwise. An experiment that
+    already exists keeps its location."""
 
     mlflow_experiment: str = "cncwear"
     """MLflow experiment that groups the retrain runs."""
@@ -117,6 +137,11 @@ class Settings(BaseSettings):
 
     leak_warning_margin: float = Field(default=0.05, ge=0.0)
     """Warn when the leaky row-split accuracy exceeds the grouped one by more than this."""
+
+    promotion_lock: PromotionLock = PromotionLock.AUTO
+    """How concurrent retrains take turns at the champion alias: ``file`` (a lock file under
+    ``home``: processes of one machine), ``redis`` (a lock in Redis: workers on several machines),
+    ``auto`` (Redis when the registry is shared, else the file)."""
 
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis on which a retrain announces a new champion to the prediction servers (a hint: the
@@ -217,9 +242,23 @@ class Settings(BaseSettings):
 
     def artifact_location(self) -> str | None:
         """Where new MLflow experiments keep artifacts; None leaves it to the tracking server."""
+        if self.mlflow_artifact_location:
+            return self.mlflow_artifact_location
         if self.mlflow_tracking_uri:
             return None
         return (self.home.resolve() / "artifacts").as_uri()
+
+    def registry_is_shared(self) -> bool:
+        """True when the registry is a server or a database that processes on other machines reach
+        too (``http(s)://``, ``postgresql://``, ...), False for the embedded SQLite store or a
+        local folder. A shared registry needs shared coordination: a Redis promotion lock and one
+        API token given to every replica."""
+        return urlsplit(self.tracking_uri()).scheme.lower() not in LOCAL_TRACKING_SCHEMES
+
+    def uses_redis_promotion_lock(self) -> bool:
+        if self.promotion_lock is PromotionLock.AUTO:
+            return self.registry_is_shared()
+        return self.promotion_lock is PromotionLock.REDIS
 
 
 @lru_cache

@@ -1,6 +1,9 @@
 """The ``cncwear-trainer`` command: a Celery worker that runs retrain jobs from Redis, one at a
 time, or (``cncwear-trainer beat``) the Celery beat that fires the retrain triggers.
 
+``cncwear-trainer ping`` exits 0 when a worker on this host answers over the broker (the health
+check of a worker container).
+
 The worker is the only process that trains. Start several on one Redis to have more capacity; each
 takes one job at a time, and a job whose worker dies is delivered again to another after the
 visibility timeout. Beat runs once per system (several would fire each trigger several times; the
@@ -11,6 +14,7 @@ trigger is set (``CNCWEAR_RETRAIN_SCHEDULE``, ``CNCWEAR_NEW_DATA_CHECK_SECONDS``
 from __future__ import annotations
 
 import logging
+import socket
 import sys
 from datetime import timedelta
 from typing import Any
@@ -26,7 +30,6 @@ from cncwear.queue import (
     parse_schedule,
 )
 from cncwear.settings import Settings, get_settings
-from cncwear_trainer.tasks import register_tasks
 
 logger = logging.getLogger(__name__)
 
@@ -36,6 +39,10 @@ the retrain it would queue is the one running, or one that has just finished."""
 
 
 def create_worker_app(settings: Settings) -> Celery:
+    # Imported here, not at the top: the tasks bring in the training stack (scikit-learn,
+    # MLflow, FLAML), which the container health check (``cncwear-trainer ping``) must not wait for.
+    from cncwear_trainer.tasks import register_tasks  # noqa: PLC0415
+
     app = make_celery(settings)
     register_tasks(app, settings)
     app.conf.beat_schedule = beat_schedule(settings)
@@ -63,6 +70,18 @@ def beat_schedule(settings: Settings) -> dict[str, dict[str, Any]]:
     return entries
 
 
+PING_TIMEOUT_SECONDS = 5.0
+
+
+def ping_local_workers(app: Celery, timeout: float = PING_TIMEOUT_SECONDS) -> list[str]:
+    """Names of the workers on this host that answer a ping over the broker: the health check of a
+    worker container. The ping is answered by the worker's main process, so a worker busy with a
+    long retrain still answers."""
+    suffix = f"@{socket.gethostname()}"
+    replies = app.control.ping(timeout=timeout) or []
+    return sorted(name for reply in replies for name in reply if name.endswith(suffix))
+
+
 def main() -> None:
     logging.basicConfig(
         level=logging.INFO,
@@ -70,8 +89,12 @@ def main() -> None:
         stream=sys.stdout,
     )
     settings = get_settings()
-    app = create_worker_app(settings)
     argv = sys.argv[1:] or ["worker"]
+    if argv[0] == "ping":
+        alive = ping_local_workers(make_celery(settings))
+        print(", ".join(alive) if alive else "no worker on this host answered", flush=True)
+        raise SystemExit(0 if alive else 1)
+    app = create_worker_app(settings)
     if argv[0] == "beat":
         if not app.conf.beat_schedule:
             logger.warning(
