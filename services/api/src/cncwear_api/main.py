@@ -18,12 +18,13 @@ from cncwear.queue import make_celery
 from cncwear.store import ModelStore
 from cncwear_api.deps import WriteAccess
 from cncwear_api.errors import add_exception_handlers
+from cncwear_api.explaining import ExplainRunner
 from cncwear_api.log import configure_logging
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.middleware import RequestMiddleware
 from cncwear_api.model_holder import ModelHolder
 from cncwear_api.monitor import LiveMonitoring, watch_drift
-from cncwear_api.routes import health, jobs, model, monitoring, predict
+from cncwear_api.routes import explain, health, jobs, model, monitoring, predict
 from cncwear_api.routes import metrics as metrics_route
 from cncwear_api.security import resolve_api_token
 from cncwear_api.settings import ApiSettings, get_settings
@@ -54,6 +55,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         live = LiveMonitoring(
             settings, metrics, enqueue=lambda request: job_store.enqueue(request, celery)
         )
+        runner = ExplainRunner(settings, metrics)
         wake = asyncio.Event()
         tasks = [
             asyncio.create_task(
@@ -79,9 +81,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "jobs": job_store,
                 "celery": celery,
                 "monitoring": live,
+                "explain": runner,
             }
         finally:
             job_store.close()
+            runner.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -96,7 +100,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     add_exception_handlers(app)
     # Reads are open unless closed by setting; then the token guards them like the mutating ones.
     reads = [WriteAccess] if settings.protect_reads else []
-    routers = (predict.router, model.router, jobs.router, monitoring.router, metrics_route.router)
+    routers = (
+        predict.router,
+        explain.router,
+        model.router,
+        jobs.router,
+        monitoring.router,
+        metrics_route.router,
+    )
     for router in routers:
         app.include_router(router, dependencies=reads)
     app.include_router(health.router)

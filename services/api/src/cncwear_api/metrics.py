@@ -37,6 +37,9 @@ LATENCY_BUCKETS = (
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 BATCH_ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+EXPLAIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+"""Seconds, around the targets: SHAP tens of milliseconds, LIME under 1 s, anchors capped at a
+few seconds, a global view once per version in seconds to tens of seconds."""
 
 
 class BatchHistogram(Collector):
@@ -268,6 +271,36 @@ class ApiMetrics:
             ["reason", "outcome"],
             registry=r,
         )
+        self.explanation_duration = Histogram(
+            "cncwear_explanation_duration_seconds",
+            "Time to compute one explanation (explainers' build included when it happens), by "
+            "method: shap, lime, anchor, or global for the global view.",
+            ["method"],
+            buckets=EXPLAIN_BUCKETS,
+            registry=r,
+        )
+        self.explanation_failures = Counter(
+            "cncwear_explanation_failures",
+            "Explanations that raised, by method.",
+            ["method"],
+            registry=r,
+        )
+        self.explanations_running = Gauge(
+            "cncwear_explanations_running",
+            "Explanations being computed now (at most CNCWEAR_EXPLAIN_CONCURRENCY).",
+            registry=r,
+        )
+        self.explanations_rejected = Counter(
+            "cncwear_explanations_rejected",
+            "Explanation requests refused with 503 because every slot and waiting place was taken.",
+            registry=r,
+        )
+        self.partial_anchors = Counter(
+            "cncwear_explanation_anchor_partial",
+            "Anchor explanations whose search hit its cap (time or samples) and returned the best "
+            "rule found so far.",
+            registry=r,
+        )
         # Labelled children, looked up once: ``labels()`` costs more than the update itself.
         self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._by_version: dict[str, tuple[Any, Any]] = {}
@@ -284,6 +317,21 @@ class ApiMetrics:
         finally:
             seconds = time.perf_counter() - started
             self.inference_duration.labels(runtime=runtime, version=version).observe(seconds)
+
+    @contextmanager
+    def time_explanation(self, method: str) -> Iterator[None]:
+        """Times one explanation, counts it as running meanwhile and as failed if it raises."""
+        started = time.perf_counter()
+        self.explanations_running.inc()
+        try:
+            yield
+        except Exception:
+            self.explanation_failures.labels(method=method).inc()
+            raise
+        finally:
+            self.explanations_running.dec()
+            seconds = time.perf_counter() - started
+            self.explanation_duration.labels(method=method).observe(seconds)
 
     def observe_predictions(self, version: str, probability: np.ndarray, worn: int) -> None:
         counters = self._by_version.get(version)

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -54,6 +54,8 @@ class ServedModel:
     """What drift monitoring compares this version's traffic with (from its logged profile)."""
     feature_map: FeatureMap
     """The selected features from validated raw rows, for the drift window."""
+    profile: dict[str, Any] = field(repr=False, compare=False)
+    """The reference profile logged with the version (its training sample backs explanations)."""
 
     def probability_worn(self, batch: Batch) -> np.ndarray:
         """Wear probability of each row of a validated batch."""
@@ -99,6 +101,7 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
         card=card,
         reference=Reference.from_profile(loaded.version, loaded.profile, card.metrics.holdout),
         feature_map=FeatureMap(card.selected_features, numeric_columns(columns)),
+        profile=loaded.profile,
     )
     # Warm up (first calls allocate), so the first request after a swap is not the slow one.
     warm = Batch(np.zeros((1, len(served.numeric_columns))), [sorted(ACTIVE_PROCESSES)[0]])

@@ -43,6 +43,15 @@ class ApiSettings(Settings):
     max_body_bytes: int = Field(default=16 * 1024 * 1024, ge=1024)
     """Largest request body accepted (larger: 413). 10,000 rows as records take about 12 MB."""
 
+    explain_concurrency: int = Field(default=1, ge=1, le=16)
+    """Explanations (``/explain``, ``/explain/global``) computed at once, each in a thread of its
+    own. They are CPU-bound (milliseconds for SHAP, seconds for anchors): kept below the number of
+    cores, ``/predict`` keeps a core and its latency."""
+
+    explain_max_waiting: int = Field(default=4, ge=0)
+    """Explanations that may wait for a free slot; beyond that a request is refused at once with
+    503 and ``Retry-After`` instead of piling up."""
+
     log_format: LogFormat = LogFormat.TEXT
     """``text`` for people, ``json`` for log collectors: one object per line."""
 

@@ -12,9 +12,10 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from cncwear.errors import CncwearError
 from cncwear.jobs import Job, JobStore, resolve_data_dir
-from cncwear.queue import RETRAIN_TASK
+from cncwear.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
 from cncwear.settings import DEFAULT_CANDIDATES, Settings
 from cncwear.training import RetrainReport, retrain
+from cncwear.triggers import queue_if_new_data, queue_scheduled_retrain
 from cncwear_trainer.metrics import StageTimer, record_failure, record_success
 
 logger = logging.getLogger(__name__)
@@ -24,6 +25,18 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     @app.task(name=RETRAIN_TASK, bind=True)  # type: ignore[untyped-decorator]
     def run_retrain(task: Task, job_id: str) -> None:
         run_job(settings, job_id)
+
+    # Beat's triggers: they only queue a retrain (through the de-duplicated queue) when due.
+    @app.task(name=SCHEDULED_RETRAIN_TASK, acks_late=False)  # type: ignore[untyped-decorator]
+    def scheduled_retrain() -> str:
+        job, created = queue_scheduled_retrain(settings, app)
+        logger.info("scheduled retrain: %s job %s", "queued" if created else "already", job.job_id)
+        return job.job_id
+
+    @app.task(name=NEW_DATA_TASK, acks_late=False)  # type: ignore[untyped-decorator]
+    def check_new_data() -> str | None:
+        check = queue_if_new_data(settings, app)
+        return None if check.job is None else check.job.job_id
 
 
 def run_job(settings: Settings, job_id: str) -> None:

@@ -74,7 +74,7 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     # Settings and metrics straight from the lifespan state: every dependency costs on this path.
     settings: ApiSettings = request.state.settings
     metrics: ApiMetrics = request.state.metrics
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await read_body(request, settings.max_body_bytes)
     payload = _parse(body, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns))
     try:
         if served.compiled is not None and payload.row_count <= INLINE_ROWS:
@@ -127,7 +127,7 @@ def _answer(
     }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
+async def read_body(request: Request, limit: int) -> bytes:
     """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit:
