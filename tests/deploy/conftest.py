@@ -92,8 +92,10 @@ def start(
 
 
 def clean_environment() -> dict[str, str]:
-    """The test process's environment without any cncwear or MLflow setting of the developer."""
-    return {k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))}
+    """The test process's environment without any cncwear or MLflow setting of the developer;
+    workers started with it serve no metrics endpoint (no fixed port in tests)."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))}
+    return {**env, "CNCWEAR_WORKER_METRICS_PORT": "0"}
 
 
 @pytest.fixture(scope="session")

@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_DATA_DIR = Path(__file__).parent / "datasets" / "cnc_mill_tool_wear"
@@ -158,6 +158,16 @@ class Settings(BaseSettings):
     retrain_max_attempts: int = Field(default=3, ge=1)
     """Deliveries of one job (after worker crashes) before it is marked failed."""
 
+    retrain_schedule: str = ""
+    """When to retrain by itself: five cron fields (minute hour day-of-month month day-of-week),
+    e.g. ``"0 3 * * 0"`` for Sundays at 03:00 (the trainer's time zone: UTC unless Celery's is
+    set). Empty: no scheduled retrains. Fired by ``cncwear-trainer beat``."""
+
+    new_data_check_seconds: float = Field(default=0.0, ge=0.0)
+    """How often ``cncwear-trainer beat`` compares the content hash of ``data_dir`` with that of
+    the champion's training data and queues a retrain ("new data") when they differ. 0: never
+    (``cncwear retrain --if-new-data`` still checks on demand)."""
+
     job_retention_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     """How long job records stay readable in Redis."""
 
@@ -192,6 +202,28 @@ class Settings(BaseSettings):
 
     explain_surrogate_depth: int = Field(default=3, ge=1, le=8)
     """Depth of the global surrogate decision tree (deeper: more faithful, harder to read)."""
+
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    """Port of a trainer worker's Prometheus endpoint (``/metrics``); 0 serves none. Several
+    workers on one machine need a port each: a worker whose port is taken logs a warning and runs
+    without one."""
+
+    worker_metrics_host: str = "127.0.0.1"
+    """Interface the worker's metrics endpoint listens on (``0.0.0.0`` in a container)."""
+
+    @field_validator("retrain_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        # Celery takes a second to import: only when a schedule is set.
+        from cncwear.queue import parse_schedule  # noqa: PLC0415
+
+        if value.strip():
+            parse_schedule(value)
+        return value
+
+    def triggers_enabled(self) -> bool:
+        """Whether beat has anything to fire: a schedule or a new-data check interval."""
+        return bool(self.retrain_schedule.strip()) or self.new_data_check_seconds > 0
 
     @model_validator(mode="after")
     def _limits_fit_the_visibility_timeout(self) -> Settings:
