@@ -15,12 +15,15 @@ import pandas as pd
 from sklearn.base import clone
 from sklearn.metrics import (
     accuracy_score,
+    average_precision_score,
     confusion_matrix,
     f1_score,
     matthews_corrcoef,
+    precision_recall_curve,
     precision_score,
     recall_score,
     roc_auc_score,
+    roc_curve,
 )
 from sklearn.model_selection import train_test_split
 from sklearn.pipeline import Pipeline
@@ -28,11 +31,60 @@ from sklearn.pipeline import Pipeline
 from cncwear.dataset import Dataset
 from cncwear.schema import EXPERIMENT_COLUMN
 
+CURVE_POINTS = 200
+"""At most this many points per logged curve: enough to draw it, small enough to log and serve."""
+
 
 @dataclass(frozen=True)
 class HoldoutSplit:
     train_experiments: list[int]
     holdout_experiments: list[int]
+
+
+@dataclass(frozen=True)
+class Curves:
+    """ROC and precision-recall curves of the wear probability, thinned to at most
+    :data:`CURVE_POINTS` points each, for plotting."""
+
+    roc_fpr: list[float]
+    roc_tpr: list[float]
+    roc_thresholds: list[float]
+    pr_recall: list[float]
+    pr_precision: list[float]
+    pr_thresholds: list[float]
+    average_precision: float
+
+
+def curves(labels: np.ndarray, probability_worn: np.ndarray) -> Curves:
+    """The ROC and precision-recall curves of a scored set holding both classes."""
+    fpr, tpr, roc_thresholds = roc_curve(labels, probability_worn, drop_intermediate=True)
+    precision, recall, pr_thresholds = precision_recall_curve(labels, probability_worn)
+    # precision_recall_curve has one threshold fewer than points: the last point (recall 0,
+    # precision 1) has none. Repeat the highest threshold so every point has one.
+    pr_thresholds = np.append(pr_thresholds, pr_thresholds[-1] if len(pr_thresholds) else 1.0)
+    # roc_curve's first threshold is +inf (nothing predicted worn): JSON has no infinity.
+    roc_thresholds = np.minimum(roc_thresholds, 1.0)
+    roc_keep, pr_keep = _thin(len(fpr)), _thin(len(recall))
+    return Curves(
+        roc_fpr=_floats(fpr[roc_keep]),
+        roc_tpr=_floats(tpr[roc_keep]),
+        roc_thresholds=_floats(roc_thresholds[roc_keep]),
+        pr_recall=_floats(recall[pr_keep]),
+        pr_precision=_floats(precision[pr_keep]),
+        pr_thresholds=_floats(pr_thresholds[pr_keep]),
+        average_precision=float(average_precision_score(labels, probability_worn)),
+    )
+
+
+def _thin(length: int) -> np.ndarray:
+    """Indices of at most CURVE_POINTS evenly spread points, the first and the last kept."""
+    if length <= CURVE_POINTS:
+        return np.arange(length)
+    return np.unique(np.linspace(0, length - 1, CURVE_POINTS).round().astype(int))
+
+
+def _floats(values: np.ndarray) -> list[float]:
+    return [round(float(v), 6) for v in values]
 
 
 @dataclass
@@ -51,6 +103,8 @@ class Evaluation:
     experiments: int
     per_experiment: dict[int, float] = field(default_factory=dict)
     """Row accuracy of each held-out experiment."""
+    curves: Curves | None = None
+    """ROC and precision-recall curves (None when the rows hold one class only)."""
 
     def metrics(self) -> dict[str, float]:
         """The scalar metrics, named as they are logged to MLflow."""
@@ -120,6 +174,7 @@ def score_predictions(
                 strict=True,
             )
         ),
+        curves=curves(labels, probability_worn) if both_classes else None,
     )
 
 

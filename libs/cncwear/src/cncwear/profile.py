@@ -79,3 +79,32 @@ def _describe(values: np.ndarray) -> dict[str, Any]:
             str(q): float(v) for q, v in zip(QUANTILES, np.quantile(values, QUANTILES), strict=True)
         },
     }
+
+
+HISTOGRAM_BINS = 30
+
+
+def feature_histograms(
+    profile: dict[str, Any], bins: int = HISTOGRAM_BINS
+) -> dict[str, tuple[list[float], list[int]]]:
+    """Histograms (bin edges, counts) of each profiled feature, from the profile's sample of the
+    training rows. The bins span the 1st to 99th percentile of the whole training data; values
+    beyond fall into the first or last bin, so a long tail does not squash the plot."""
+    histograms: dict[str, tuple[list[float], list[int]]] = {}
+    for feature, sample in profile.get("sample", {}).items():
+        values = np.asarray(sample, dtype=float)
+        edges = histogram_edges(profile["features"][feature]["quantiles"], bins)
+        counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=edges)
+        histograms[feature] = ([float(e) for e in edges], [int(c) for c in counts])
+    return histograms
+
+
+def histogram_edges(quantiles: dict[str, float], bins: int = HISTOGRAM_BINS) -> np.ndarray:
+    """Evenly spaced bin edges from the 1st to the 99th percentile (the full range when those
+    coincide, and a unit-wide range around a constant)."""
+    low, high = quantiles["0.01"], quantiles["0.99"]
+    if high <= low:
+        low, high = quantiles["0.0"], quantiles["1.0"]
+    if high <= low:
+        low, high = low - 0.5, high + 0.5
+    return np.linspace(low, high, bins + 1)

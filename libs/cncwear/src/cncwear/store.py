@@ -23,6 +23,7 @@ import pandas as pd
 import redis
 import skops.io
 from filelock import FileLock
+from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
@@ -51,6 +52,37 @@ class Tag:
     DECISION = "cncwear.promotion.decision"
     REASON = "cncwear.promotion.reason"
     RUN_KIND = "cncwear.run_kind"
+
+
+@dataclass(frozen=True)
+class CandidateSummary:
+    """One candidate of a retrain, as its run recorded it."""
+
+    name: str
+    run_id: str
+    metrics: dict[str, float]
+    """Logged metrics: ``holdout_*`` (held-out experiments), ``cv_grouped_accuracy``,
+    ``leaky_row_split_accuracy``, ``fit_seconds``."""
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RetrainSummary:
+    """One retrain, as its parent run recorded it: what it compared and what it decided."""
+
+    run_id: str
+    started_at_ms: int
+    status: str
+    """MLflow's run status: RUNNING, FINISHED or FAILED."""
+    reason: str | None
+    budget: str | None
+    job_id: str | None
+    winner: str | None
+    registered_version: str | None
+    decision: str | None
+    """``promoted`` or ``kept champion``; None while running or when it failed."""
+    decision_reason: str | None
+    candidates: list[CandidateSummary]
 
 
 @dataclass(frozen=True)
@@ -151,6 +183,54 @@ class ModelStore:
                 extra_files=[str(profile_path)],
             )
         return str(info.model_uri)
+
+    def recent_retrains(self, limit: int = 5) -> list[RetrainSummary]:
+        """The latest retrains of the experiment, newest first, each with its candidates."""
+        experiment = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
+        if experiment is None:
+            return []
+        parents = self.client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{Tag.RUN_KIND}` = 'retrain'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+        return [self._retrain_summary(experiment.experiment_id, parent) for parent in parents]
+
+    def _retrain_summary(self, experiment_id: str, parent: Run) -> RetrainSummary:
+        children = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
+        tags = parent.data.tags
+        return RetrainSummary(
+            run_id=parent.info.run_id,
+            started_at_ms=int(parent.info.start_time),
+            status=str(parent.info.status),
+            reason=tags.get("reason"),
+            budget=tags.get("budget"),
+            job_id=tags.get(Tag.JOB_ID),
+            winner=tags.get("winner"),
+            registered_version=tags.get("registered_version"),
+            decision=tags.get(Tag.DECISION),
+            decision_reason=tags.get(Tag.REASON),
+            candidates=[
+                CandidateSummary(
+                    name=child.data.tags.get(Tag.CANDIDATE, child.info.run_name or "?"),
+                    run_id=child.info.run_id,
+                    metrics=dict(child.data.metrics),
+                    error=child.data.tags.get("error"),
+                )
+                for child in children
+            ],
+        )
+
+    def run_json(self, run_id: str, path: str) -> Any:
+        """A JSON artifact logged with :meth:`log_json` in a run."""
+        with tempfile.TemporaryDirectory(prefix="cncwear-artifact-") as folder:
+            local = self.client.download_artifacts(run_id, path, dst_path=folder)
+            return json.loads(Path(local).read_text())
 
     # -- registry -------------------------------------------------------------------------------
 

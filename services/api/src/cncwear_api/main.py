@@ -24,7 +24,7 @@ from cncwear_api.metrics import ApiMetrics
 from cncwear_api.middleware import RequestMiddleware
 from cncwear_api.model_holder import ModelHolder
 from cncwear_api.monitor import LiveMonitoring, watch_drift
-from cncwear_api.routes import explain, health, jobs, model, monitoring, predict
+from cncwear_api.routes import dashboard, explain, health, jobs, model, monitoring, predict
 from cncwear_api.routes import metrics as metrics_route
 from cncwear_api.security import resolve_api_token
 from cncwear_api.settings import ApiSettings, get_settings
@@ -111,6 +111,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, dependencies=reads)
     app.include_router(health.router)
+    app.include_router(dashboard.router)
+    app.mount(dashboard.ASSETS_PATH, dashboard.assets(), name="dashboard")
     return app
 
 

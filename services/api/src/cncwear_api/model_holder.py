@@ -30,8 +30,16 @@ from cncwear.schema import ACTIVE_PROCESSES, PROCESS_COLUMN, numeric_columns
 from cncwear.scoring import model_input_columns
 from cncwear.store import LoadedModel, ModelStore, Tag
 from cncwear_api.batch import Batch
+from cncwear_api.insight import model_evaluation, training_distributions
 from cncwear_api.metrics import ApiMetrics
-from cncwear_api.models import GroupedMetrics, LeakyFigure, ModelPublic, Serving
+from cncwear_api.models import (
+    GroupedMetrics,
+    LeakyFigure,
+    ModelEvaluation,
+    ModelPublic,
+    Serving,
+    TrainingDistributions,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +58,8 @@ class ServedModel:
     pipeline: Pipeline
     compiled: CompiledModel | None
     card: ModelPublic
+    evaluation: ModelEvaluation
+    distributions: TrainingDistributions
     reference: Reference
     """What drift monitoring compares this version's traffic with (from its logged profile)."""
     feature_map: FeatureMap
@@ -99,6 +109,8 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
         pipeline=loaded.pipeline,
         compiled=compiled,
         card=card,
+        evaluation=model_evaluation(store, loaded, card),
+        distributions=training_distributions(loaded),
         reference=Reference.from_profile(loaded.version, loaded.profile, card.metrics.holdout),
         feature_map=FeatureMap(card.selected_features, numeric_columns(columns)),
         profile=loaded.profile,

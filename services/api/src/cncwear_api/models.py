@@ -256,6 +256,116 @@ class Readiness(BaseModel):
     detail: str | None = None
 
 
+# -- what the dashboard plots (computed when a version is trained or loaded, served as is) -------
+
+
+class ConfusionMatrix(BaseModel):
+    """Rows are the true label, columns the predicted one, in the order of ``labels``."""
+
+    labels: list[Label] = ["unworn", "worn"]
+    counts: list[list[int]]
+
+
+class RocCurve(BaseModel):
+    fpr: list[float]
+    tpr: list[float]
+    thresholds: list[float]
+    """Wear probability from which a row is called worn, at each point."""
+    auc: float | None
+
+
+class PrecisionRecallCurve(BaseModel):
+    recall: list[float]
+    precision: list[float]
+    thresholds: list[float]
+    average_precision: float
+
+
+class ModelEvaluation(BaseModel):
+    """The champion on its held-out experiments, as scored when it was trained."""
+
+    model: ModelRef
+    description: str = (
+        "held-out experiments: whole experiments kept out of training; the label threshold is 0.5"
+    )
+    holdout_experiments: list[int]
+    metrics: dict[str, float]
+    leaky_row_split_accuracy: float | None
+    confusion_matrix: ConfusionMatrix | None
+    """None for a version trained before it was recorded."""
+    roc: RocCurve | None
+    precision_recall: PrecisionRecallCurve | None
+    per_experiment_accuracy: dict[str, float]
+    """Row accuracy of each held-out experiment (keys: experiment numbers)."""
+
+
+class Histogram(BaseModel):
+    edges: list[float]
+    """``len(counts) + 1`` bin edges."""
+    counts: list[int]
+
+
+class FeatureDistribution(BaseModel):
+    feature: str
+    """An engineered feature, as the model's estimator sees it."""
+    mean: float
+    std: float
+    histogram: Histogram
+
+
+class TrainingDistributions(BaseModel):
+    """The training data as the model saw it, from the reference profile logged with the model:
+    what drift monitoring compares live traffic against."""
+
+    model: ModelRef
+    rows: int
+    """Training rows the profile describes."""
+    sample_rows: int
+    """Rows of the profile's sample behind the histograms."""
+    class_balance: dict[str, float]
+    features: list[FeatureDistribution]
+    holdout_probability_worn: Histogram
+    """Predicted wear probability on the held-out experiments."""
+
+
+class ExampleRow(BaseModel):
+    experiment: int
+    true_label: Label
+    row: dict[str, JsonScalar]
+    """Raw sensor row, ready for ``/predict`` and ``/explain``."""
+
+
+class ExampleRows(BaseModel):
+    """Real rows of the champion's held-out experiments, to try the model and its explanations."""
+
+    model: ModelRef
+    examples: list[ExampleRow]
+
+
+class CandidatePublic(BaseModel):
+    name: str
+    run_id: str
+    metrics: dict[str, float]
+    """``holdout_*`` on held-out experiments, ``cv_grouped_accuracy``,
+    ``leaky_row_split_accuracy`` (leaky: for comparison only), ``fit_seconds``."""
+    error: str | None
+
+
+class RetrainPublic(BaseModel):
+    run_id: str
+    started_at: datetime
+    status: str
+    reason: str | None
+    budget: str | None
+    job_id: str | None
+    winner: str | None
+    registered_version: str | None
+    decision: str | None
+    """``promoted`` or ``kept champion``; null while running or after a failure."""
+    decision_reason: str | None
+    candidates: list[CandidatePublic]
+
+
 # -- explanations ---------------------------------------------------------------------------------
 
 EXPLAIN_METHODS = [m.value for m in ExplainMethod]
