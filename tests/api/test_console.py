@@ -52,7 +52,8 @@ def test_console_script_serves_503_until_a_champion_exists_then_serves_it(
     )
     try:
         wait_until(lambda: answers(url) or process.poll() is not None, "the server", START_SECONDS)
-        assert process.poll() is None, "the server exited"
+        if process.poll() is not None:
+            raise AssertionError(f"the server exited: {process.communicate()[1][-3000:]}")
         with httpx.Client(base_url=url, timeout=30.0) as client:
             assert client.get("/ready").status_code == 503
             before = client.post("/predict", json={"rows": records(real_rows.head(2))})

@@ -99,6 +99,24 @@ def scrape(server: RunningServer) -> dict[str, Any]:
     }
 
 
+def live_histograms(server: RunningServer) -> dict[str, dict[str, list[float]]]:
+    """``/drift/distributions``: the window's histograms, on the training histograms' edges."""
+    with server.client() as client:
+        live = client.get("/drift/distributions").json()
+        training = client.get("/model/distributions").json()
+    edges = {f["feature"]: f["histogram"]["edges"] for f in training["features"]}
+    assert live["window_rows"] == WINDOW
+    for feature in live["features"]:
+        assert feature["histogram"]["edges"] == edges[feature["feature"]]
+        assert sum(feature["histogram"]["counts"]) == WINDOW
+    return {f["feature"]: f["histogram"] for f in live["features"]}
+
+
+def mean_bin(histogram: dict[str, list[float]]) -> float:
+    counts = np.asarray(histogram["counts"], dtype=float)
+    return float((counts * np.arange(len(counts))).sum() / counts.sum())
+
+
 def test_held_out_traffic_raises_no_alarm_and_shifted_traffic_queues_a_retrain(
     registry: Registry, dataset: Dataset, redis_url: str
 ) -> None:
@@ -116,6 +134,7 @@ def test_held_out_traffic_raises_no_alarm_and_shifted_traffic_queues_a_retrain(
         assert len(rows) >= 2 * WINDOW
 
         send(server, rows.iloc[:WINDOW])
+        calm_histograms = live_histograms(server)
         calm = drift(server)
         assert calm["window_rows"] == WINDOW and calm["enough_rows"]
         assert "held-out experiments" in calm["reference"]["what"]
@@ -134,6 +153,9 @@ def test_held_out_traffic_raises_no_alarm_and_shifted_traffic_queues_a_retrain(
         )
 
         send(server, shifted(rows.iloc[WINDOW : 2 * WINDOW]))
+        shifted_histograms = live_histograms(server)
+        for feature in moved:  # the live histograms move up with the shifted readings
+            assert mean_bin(shifted_histograms[feature]) > mean_bin(calm_histograms[feature])
         alarm = drift(server)
         assert alarm["drift_detected"], alarm["features"]
         assert set(moved) <= set(alarm["drifted_features"])

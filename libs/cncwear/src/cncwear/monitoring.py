@@ -236,6 +236,13 @@ class Monitor:
         with self._lock:
             self._feedback.extend(predicted_worn.astype(np.float64), actual_worn.astype(np.float64))
 
+    def window_features(self) -> dict[str, np.ndarray]:
+        """The monitored features of the rows in the window now (off the request path)."""
+        with self._lock:
+            numeric, _ = self._served.values()
+        features = numeric @ self._matrix
+        return {name: features[:, i] for i, name in enumerate(self.names)}
+
     def report(self) -> MonitorReport:
         """Drift and live performance over a snapshot of the windows (milliseconds: call it off the
         request path)."""

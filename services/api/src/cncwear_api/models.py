@@ -328,6 +328,22 @@ class TrainingDistributions(BaseModel):
     """Predicted wear probability on the held-out experiments."""
 
 
+class LiveFeatureDistribution(BaseModel):
+    feature: str
+    histogram: Histogram
+    """Binned on the training histogram's edges (``GET /model/distributions``); values beyond
+    them count in the first or last bin, as in the training histogram."""
+
+
+class LiveDistributions(BaseModel):
+    """The served rows in this replica's drift window, binned like the training distributions,
+    so that the two can be drawn over each other."""
+
+    model: ModelRef
+    window_rows: int
+    features: list[LiveFeatureDistribution]
+
+
 class ExampleRow(BaseModel):
     experiment: int
     true_label: Label

@@ -18,7 +18,17 @@ from cncwear_api.deps import CurrentModel, WriteAccess
 from cncwear_api.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceOffError
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.model_holder import ServedModel
-from cncwear_api.models import ErrorResponse, JsonScalar, Label, ModelRef, PredictRequest, Problem
+from cncwear_api.models import (
+    ErrorResponse,
+    Histogram,
+    JsonScalar,
+    Label,
+    LiveDistributions,
+    LiveFeatureDistribution,
+    ModelRef,
+    PredictRequest,
+    Problem,
+)
 from cncwear_api.monitor import LiveMonitoring
 
 router = APIRouter(tags=["monitoring"])
@@ -179,6 +189,36 @@ async def get_drift(request: Request, served: CurrentModel) -> DriftPublic:
             recent=[TriggerPublic.model_validate(t.as_dict()) for t in monitoring.triggers],
         ),
     )
+
+
+@router.get(
+    "/drift/distributions",
+    response_model=LiveDistributions,
+    summary="Live traffic binned like the training distributions",
+    description=(
+        "Histograms of the monitored features over this replica's window of recent served rows, "
+        "on the bin edges of `GET /model/distributions`, to overlay live traffic on training data."
+    ),
+    responses={503: {"model": ErrorResponse, "description": "No champion, or monitoring off"}},
+)
+async def get_live_distributions(request: Request, served: CurrentModel) -> LiveDistributions:
+    monitor = _monitoring(request).monitor_for(served)
+    window = await run_in_threadpool(monitor.window_features)
+    training = {f.feature: f.histogram.edges for f in served.distributions.features}
+    return LiveDistributions(
+        model=ModelRef(name=served.name, version=served.version),
+        window_rows=min((len(v) for v in window.values()), default=0),
+        features=[
+            LiveFeatureDistribution(feature=name, histogram=_binned(values, training[name]))
+            for name, values in window.items()
+            if name in training
+        ],
+    )
+
+
+def _binned(values: np.ndarray, edges: list[float]) -> Histogram:
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=np.asarray(edges))
+    return Histogram(edges=edges, counts=[int(c) for c in counts])
 
 
 @router.post(
