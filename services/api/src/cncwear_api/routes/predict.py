@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jiter
 import numpy as np
-import pydantic_core
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -72,7 +72,7 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     # Settings and metrics straight from the lifespan state: every dependency costs on this path.
     settings: ApiSettings = request.state.settings
     metrics: ApiMetrics = request.state.metrics
-    body = await _read_body(request, settings.max_body_bytes)
+    body = await _read_body(request)
     payload = _parse(body, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns))
     if served.compiled is not None and payload.row_count <= INLINE_ROWS:
         probability = _score(served, payload, metrics)
@@ -111,27 +111,18 @@ def _answer(
     }
 
 
-async def _read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
+async def _read_body(request: Request) -> bytes:
+    """The body; one over the size limit is refused with 413 by the request middleware."""
+    return b"".join([chunk async for chunk in request.stream()])
 
 
 def _parse(body: bytes, max_rows: int, max_fields: int) -> PredictRequest:
-    """JSON (a fast parser; NaN and Infinity are let through, to be named by row and column), then
-    the sizes, then the shape of the request. Cells are checked later, against the model's schema:
+    """JSON (a fast parser; NaN and Infinity are let through, to be named by row and column; a key
+    given twice in one object is refused: which value was meant?), then the sizes, then the shape
+    of the request. Cells are checked later, against the model's schema:
     the work done on a bad body stays bounded by the limits."""
     try:
-        parsed = pydantic_core.from_json(body, allow_inf_nan=True)
+        parsed = jiter.from_json(body, allow_inf_nan=True, catch_duplicate_keys=True)
     except ValueError as error:
         problem = Problem(column="*", problem=f"body is not valid JSON: {error}")
         raise InvalidRequestError([problem]) from None
