@@ -15,7 +15,7 @@ from tests.api.conftest import Registry, records
 
 from .conftest import AUTH, TOKEN, RunningServer, serve
 
-BODY_LIMIT = 2 * 1024 * 1024
+BODY_LIMIT = 4 * 1024 * 1024
 
 
 @pytest.fixture(scope="module")
@@ -189,7 +189,7 @@ def test_a_lone_surrogate_in_a_column_name_is_refused_without_breaking_the_answe
 def test_a_column_given_twice_in_a_row_is_refused_by_name(
     client: httpx.Client, row: dict[str, Any]
 ) -> None:
-    body = json.dumps({"rows": [row]})[:-2] + ', "Z1_ActualPosition": 0.0}]}'
+    body = json.dumps({"rows": [row]})[: -len("}]}")] + ', "Z1_ActualPosition": 0.0}]}'
     response = post_json(client, "/predict", body.encode())
     assert response.status_code == 422
     (problem,) = problems(response)
