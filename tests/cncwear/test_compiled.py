@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pytest
+from lightgbm import LGBMClassifier
 from sklearn.dummy import DummyClassifier
 from sklearn.ensemble import (
     ExtraTreesClassifier,
@@ -59,9 +60,30 @@ def fitted(estimator: Any, split: tuple[pd.DataFrame, np.ndarray, pd.DataFrame])
         (RandomForestClassifier(n_estimators=25, random_state=0, n_jobs=1), "cncwear-trees"),
         (ExtraTreesClassifier(n_estimators=25, random_state=0, n_jobs=1), "cncwear-trees"),
         (HistGradientBoostingClassifier(max_iter=30, random_state=0), "cncwear-trees"),
+        (LGBMClassifier(n_estimators=40, random_state=0, n_jobs=1, verbose=-1), "cncwear-trees"),
+        (
+            LGBMClassifier(
+                boosting_type="rf",
+                n_estimators=20,
+                subsample=0.8,
+                subsample_freq=1,
+                random_state=0,
+                n_jobs=1,
+                verbose=-1,
+            ),
+            "cncwear-trees",
+        ),
         (LogisticRegression(max_iter=500), "skl2onnx"),
     ],
-    ids=["decision_tree", "random_forest", "extra_trees", "hist_gradient_boosting", "logistic"],
+    ids=[
+        "decision_tree",
+        "random_forest",
+        "extra_trees",
+        "hist_gradient_boosting",
+        "lightgbm",
+        "lightgbm_random_forest",
+        "logistic",
+    ],
 )
 def test_compiled_form_matches_sklearn_within_the_tolerance_on_held_out_rows(
     estimator: Any, converter: str, split: tuple[pd.DataFrame, np.ndarray, pd.DataFrame]

@@ -16,7 +16,10 @@ onnx 1.23. So tree ensembles are exported here, exactly:
   features to float32 and back before them, exactly as scikit-learn does; histogram gradient
   boosting compares doubles and gets no cast;
 * forests sum the trees' leaf probabilities then divide by their number, boosting adds the
-  baseline and applies the logistic function, in double, as scikit-learn does.
+  baseline and applies the logistic function, in double, as scikit-learn does;
+* LightGBM's trees are read from its own model dump (double thresholds, double comparisons, its
+  missing-value directions) and summed before its sigmoid, as LightGBM predicts. Besides speed, this
+  keeps LightGBM's OpenMP threads out of the server: on a busy machine they made one row take 25 ms.
 
 Other final estimators go through skl2onnx with double inputs. Whatever the converter, the result is
 trusted only if its probabilities match scikit-learn's on the given rows within ``TOLERANCE``; the
@@ -41,6 +44,7 @@ import numpy as np
 import onnx
 import onnxruntime as ort
 import pandas as pd
+from lightgbm import LGBMClassifier
 from onnx import TensorProto, helper, numpy_helper
 from skl2onnx import convert_sklearn
 from skl2onnx.common.data_types import DoubleTensorType
@@ -175,6 +179,8 @@ def to_onnx(pipeline: Pipeline, rows: pd.DataFrame) -> tuple[onnx.ModelProto, st
         head, converter = _sklearn_trees(estimator), "cncwear-trees"
     elif isinstance(estimator, HistGradientBoostingClassifier):
         head, converter = _hist_gradient_boosting(estimator), "cncwear-trees"
+    elif isinstance(estimator, LGBMClassifier):
+        head, converter = _lightgbm(estimator), "cncwear-trees"
     else:
         return _with_skl2onnx(estimator, mapping), f"skl2onnx {package_version('skl2onnx')}"
     graph = helper.make_graph(
@@ -373,6 +379,69 @@ def _hist_gradient_boosting(estimator: HistGradientBoostingClassifier) -> _Head:
         helper.make_node("Sigmoid", ["raw_score"], [OUTPUT_NAME]),
     ]
     return _Head(nodes, [numpy_helper.from_array(np.asarray(baseline), "baseline")])
+
+
+def _lightgbm(estimator: LGBMClassifier) -> _Head:
+    """LightGBM: double comparisons (``<=``), leaf values summed (averaged in its random-forest
+    mode), then its sigmoid. Splits on categories or with zero taken as missing are refused."""
+    dump = estimator.booster_.dump_model()
+    objective = str(dump["objective"]).split()
+    if objective[0] != "binary" or dump["num_tree_per_iteration"] != 1:
+        raise CompileError(f"only binary LightGBM can be compiled, not {dump['objective']!r}")
+    scale = float(dict(part.split(":") for part in objective[1:]).get("sigmoid", 1.0))
+    ensemble = _Trees.empty()
+    for tree in dump["tree_info"]:
+        ensemble.add(**_lightgbm_tree_arrays(tree["tree_structure"]))
+    nodes = [ensemble.node("features", "leaf_sum")]
+    initializers = [numpy_helper.from_array(np.asarray(scale), "sigmoid_scale")]
+    if dump["average_output"]:
+        count = numpy_helper.from_array(np.asarray(float(len(dump["tree_info"]))), "tree_count")
+        nodes.append(helper.make_node("Div", ["leaf_sum", "tree_count"], ["leaf_mean"]))
+        initializers.append(count)
+        summed = "leaf_mean"
+    else:
+        summed = "leaf_sum"
+    nodes += [
+        helper.make_node("Mul", [summed, "sigmoid_scale"], ["raw_score"]),
+        helper.make_node("Sigmoid", ["raw_score"], [OUTPUT_NAME]),
+    ]
+    return _Head(nodes, initializers)
+
+
+def _lightgbm_tree_arrays(root: dict[str, Any]) -> dict[str, np.ndarray]:
+    """One tree of LightGBM's nested dump as the node arrays :meth:`_Trees.add` takes (the root at
+    0, children numbered in depth-first order)."""
+    nodes: list[dict[str, Any]] = []
+    left: list[int] = []
+    right: list[int] = []
+
+    def visit(node: dict[str, Any]) -> int:
+        index = len(nodes)
+        nodes.append(node)
+        left.append(-1)
+        right.append(-1)
+        if "leaf_value" not in node:
+            if node["decision_type"] != "<=" or node["missing_type"] == "Zero":
+                raise CompileError(
+                    "LightGBM splits on categories or with zero as missing cannot be compiled"
+                )
+            left[index] = visit(node["left_child"])
+            right[index] = visit(node["right_child"])
+        return index
+
+    visit(root)
+    is_leaf = np.array(["leaf_value" in node for node in nodes])
+    return {
+        "left": np.asarray(left),
+        "right": np.asarray(right),
+        "feature": np.array([node.get("split_feature", 0) for node in nodes]),
+        "threshold": np.array([float(node.get("threshold", 0.0)) for node in nodes]),
+        "is_leaf": is_leaf,
+        "leaf_value": np.array([float(node.get("leaf_value", 0.0)) for node in nodes]),
+        "missing_left": np.array(
+            [node.get("missing_type") == "NaN" and bool(node["default_left"]) for node in nodes]
+        ),
+    }
 
 
 def _with_skl2onnx(estimator: Any, mapping: FeatureMap) -> onnx.ModelProto:
