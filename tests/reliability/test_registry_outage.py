@@ -42,8 +42,9 @@ def test_the_api_becomes_ready_by_itself_when_the_registry_comes_up(
     monkeypatch.setenv("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
     port = free_port()
     settings = registry.settings(
-        MLFLOW_TRACKING_URI=f"http://127.0.0.1:{port}", poll_interval_seconds=1.0, api_token=TOKEN
+        mlflow_tracking_uri=f"http://127.0.0.1:{port}", poll_interval_seconds=1.0, api_token=TOKEN
     )
+    assert settings.tracking_uri().startswith("http://")
     payload = {"rows": records(real_rows.head(3))}
     with serve(settings) as running, running.client() as http:
         wait_for(lambda: registry_read_failures(running) >= 2, timeout=120, what="failed reads")
