@@ -67,6 +67,7 @@ def main() -> None:
     parser.add_argument("--retrain-at", type=float, default=0.3, help="share of the run")
     parser.add_argument("--rss-bound-mb", type=float, default=100.0)
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # stop the API and worker too
     redis_url = os.environ.get("CNCWEAR_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
     redis.Redis.from_url(redis_url).flushdb()
     rows = load_dataset(Settings().data_dir).active().rows
@@ -76,7 +77,8 @@ def main() -> None:
         settings = Settings(home=Path(home), redis_url=redis_url, n_jobs=1)
         seed = retrain(settings, candidates=["baseline"], reason="load benchmark seed")
         with stack(settings) as (base_url, api_pid):
-            asyncio.run(run(args, base_url, api_pid, records, seed.version))
+            print(f"seed champion: version {seed.version} (baseline)")
+            asyncio.run(run(args, base_url, api_pid, records))
 
 
 @contextmanager
@@ -137,7 +139,6 @@ async def run(
     base_url: str,
     api_pid: int,
     records: list[dict[str, Any]],
-    seed_version: str,
 ) -> None:
     limits = httpx.Limits(max_connections=256, max_keepalive_connections=64)
     async with httpx.AsyncClient(base_url=base_url, timeout=30, limits=limits) as client:
@@ -149,7 +150,7 @@ async def run(
         started = time.perf_counter()
         tasks: list[asyncio.Task[None]] = []
         retrain_task = asyncio.create_task(
-            retrain_midway(client, args.seconds * args.retrain_at, seed_version, tally)
+            retrain_midway(client, args.seconds * args.retrain_at, {"rows": records[:1]})
         )
         rates = [("/predict", args.rate)] + ([("/explain", args.explain_rate)] if explain else [])
         schedulers = [
@@ -213,8 +214,9 @@ async def one(client: httpx.AsyncClient, route: str, body: dict[str, Any], tally
 
 
 async def retrain_midway(
-    client: httpx.AsyncClient, at: float, seed_version: str, tally: Tally
+    client: httpx.AsyncClient, at: float, records_for_check: dict[str, Any]
 ) -> str:
+    """POST /retrain at ``at`` seconds into the run; returns what became of it."""
     await asyncio.sleep(at)
     queued = time.perf_counter()
     answer = await client.post(
@@ -233,13 +235,27 @@ async def retrain_midway(
     if job["state"] == "failed":
         return f"retrain failed: {job['error']}"
     result = job["result"]
-    while not set(tally.versions) - {seed_version} and result.get("promoted"):
-        await asyncio.sleep(0.2)
+    served_after = None
+    if result.get("promoted"):
+        served_after = await first_answer_from(client, result["version"], records_for_check)
     return (
         f"retrain {job_id[:8]}: version {result['version']}, "
-        f"{'promoted' if result.get('promoted') else 'not promoted'}, served "
-        f"{time.perf_counter() - queued:.1f} s after POST /retrain"
+        f"{'promoted' if result.get('promoted') else 'not promoted'}"
+        + (f", served {served_after - queued:.1f} s after POST /retrain" if served_after else "")
     )
+
+
+async def first_answer_from(
+    client: httpx.AsyncClient, version: str, payload: dict[str, Any]
+) -> float | None:
+    """When /predict first answers from ``version`` (None if not within two minutes)."""
+    deadline = time.perf_counter() + 120
+    while time.perf_counter() < deadline:
+        response = await client.post("/predict", json=payload)
+        if response.status_code == 200 and str(response.json()["model"]["version"]) == version:
+            return time.perf_counter()
+        await asyncio.sleep(0.2)
+    return None
 
 
 def report(
