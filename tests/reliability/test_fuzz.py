@@ -15,8 +15,8 @@ from tests.api.conftest import Registry
 from .conftest import AUTH, TEST_REDIS_URL, TOKEN, RunningServer, serve
 from .fuzzing import app_schema, fuzz, plan, refused_without_token
 
-FUZZ_EXAMPLES = 30
-"""Generated cases per operation, mode and token state (about 40 s in all on 2 cores)."""
+FUZZ_EXAMPLES = 60
+"""Generated cases per operation, mode and token state (about 25 s in all, on 2 busy cores)."""
 
 PLAN = plan(app_schema())
 
