@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cncwear needs, then runs the whole system on one machine on its embedded defaults:
 # Redis (the one at CNCWEAR_REDIS_URL, or a local redis-server started here), a trainer worker and the
-# API, with MLflow on SQLite under ./var. Queues a first retrain when there is no champion yet.
+# API (and Celery beat when a retrain trigger is set), with MLflow on SQLite under ./var. Queues a
+# first retrain when there is no champion yet.
 # Ctrl-C stops everything this script started.
 source "$(dirname "$0")/bootstrap.sh"
 export CNCWEAR_HOME="${CNCWEAR_HOME:-$PWD/var}"
@@ -47,8 +48,19 @@ u = urlparse(os.environ['CNCWEAR_REDIS_URL']); print(u.port or 6379 if u.hostnam
     for _ in $(seq 50); do redis_answers && break; sleep 0.2; done
 fi
 
+# Settings are checked here first, so a bad one (a malformed CNCWEAR_RETRAIN_SCHEDULE) stops us with
+# its message instead of leaving a worker that died at start.
+triggers=$(uv run python -c "
+from cncwear.settings import get_settings
+print('on' if get_settings().triggers_enabled() else 'off')") || exit 1
+
 uv run cncwear-trainer worker >"$CNCWEAR_HOME/logs/trainer.log" 2>&1 &
 pids+=($!)
+if [ "$triggers" = on ]; then
+    # Celery beat fires the retrain triggers (schedule, new-data check); one per system.
+    uv run cncwear-trainer beat >"$CNCWEAR_HOME/logs/beat.log" 2>&1 &
+    pids+=($!)
+fi
 uv run cncwear-api &
 pids+=($!)
 
@@ -74,9 +86,12 @@ cncwear is running on its embedded defaults (data in $CNCWEAR_HOME):
   API docs     http://$host:$port/docs
   dashboard    http://$host:$port/
   metrics      http://$host:$port/metrics
+  drift        http://$host:$port/drift (ground truth: POST /feedback with the token)
+  worker       http://127.0.0.1:${CNCWEAR_WORKER_METRICS_PORT:-9102}/metrics
   API token    ${CNCWEAR_API_TOKEN:+set by CNCWEAR_API_TOKEN}${CNCWEAR_API_TOKEN:-in $CNCWEAR_HOME/api-token (for /retrain)}
   MLflow UI    uv run mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///$CNCWEAR_HOME/mlflow.db
   trainer log  $CNCWEAR_HOME/logs/trainer.log
+  triggers     $( [ "$triggers" = on ] && echo "beat running, log in $CNCWEAR_HOME/logs/beat.log" || echo "off (CNCWEAR_RETRAIN_SCHEDULE, CNCWEAR_NEW_DATA_CHECK_SECONDS)")
 Ctrl-C stops everything started here.
 INFO
 wait

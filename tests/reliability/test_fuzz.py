@@ -61,6 +61,9 @@ def test_no_generated_request_gets_a_server_error_or_an_undocumented_answer(
 
 def test_every_documented_operation_is_fuzzed() -> None:
     labels = {operation.label for operation, _, _ in PLAN}
-    assert {"POST /predict", "GET /model", "POST /retrain", "GET /jobs/{job_id}"} <= labels
+    assert {
+        "POST /predict", "POST /explain", "GET /explain/global", "GET /model", "POST /retrain",
+        "GET /jobs/{job_id}", "GET /drift", "POST /feedback",
+    } <= labels  # fmt: skip
     protected = {operation.label for operation, _, token in PLAN if not token}
-    assert {"POST /retrain", "POST /model/refresh"} <= protected
+    assert {"POST /retrain", "POST /model/refresh", "POST /feedback"} <= protected

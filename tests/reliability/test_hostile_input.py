@@ -56,7 +56,10 @@ def row(real_rows: pd.DataFrame) -> dict[str, Any]:
 # -- size ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("path", ["/predict", "/retrain"])
+BODY_ROUTES = ["/predict", "/explain", "/retrain", "/feedback"]
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
 def test_a_body_over_the_limit_is_refused_on_every_route(client: httpx.Client, path: str) -> None:
     body = b'{"rows": [' + b" " * BODY_LIMIT + b"]}"
     response = post_json(client, path, body, **AUTH)
@@ -64,7 +67,7 @@ def test_a_body_over_the_limit_is_refused_on_every_route(client: httpx.Client, p
     assert f"limit of {BODY_LIMIT} bytes" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("path", ["/predict", "/retrain"])
+@pytest.mark.parametrize("path", BODY_ROUTES)
 def test_a_body_streamed_past_the_limit_without_a_length_is_refused(
     client: httpx.Client, path: str
 ) -> None:
@@ -89,7 +92,7 @@ def test_a_million_row_batch_is_refused_by_its_row_count(client: httpx.Client) -
     assert "1000000 rows" in response.json()["detail"]
 
 
-@pytest.mark.parametrize("path", ["/predict", "/retrain"])
+@pytest.mark.parametrize("path", BODY_ROUTES)
 def test_deeply_nested_json_is_refused_as_invalid_json(client: httpx.Client, path: str) -> None:
     depth = 100_000
     body = b'{"rows": ' + b"[" * depth + b"]" * depth + b"}"
@@ -135,7 +138,7 @@ def test_nan_and_infinity_spellings_json_does_not_allow_are_invalid_json(
     "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
                      "application/xml", ""]
 )  # fmt: skip
-@pytest.mark.parametrize("path", ["/predict", "/retrain"])
+@pytest.mark.parametrize("path", BODY_ROUTES)
 def test_a_body_not_declared_as_json_gets_415(
     client: httpx.Client, row: dict[str, Any], content_type: str, path: str
 ) -> None:
@@ -156,7 +159,7 @@ def test_json_with_a_charset_or_a_json_suffix_is_accepted(
 
 
 def test_a_body_that_is_not_utf8_is_refused_as_invalid_json(client: httpx.Client) -> None:
-    for path in ("/predict", "/retrain"):
+    for path in BODY_ROUTES:
         response = post_json(client, path, b'{"reason": "\xff\xfe"}', **AUTH)
         assert response.status_code == 422, path
         assert "JSON" in problems(response)[0]["problem"]
@@ -199,5 +202,14 @@ def test_a_column_given_twice_in_a_row_is_refused_by_name(
 def test_a_top_level_key_given_twice_is_refused(client: httpx.Client, row: dict[str, Any]) -> None:
     one = json.dumps([row])
     response = post_json(client, "/predict", f'{{"rows": {one}, "rows": {one}}}'.encode())
+    assert response.status_code == 422
+    assert "duplicate key" in problems(response)[0]["problem"]
+
+
+def test_a_column_given_twice_in_an_explained_row_is_refused(
+    client: httpx.Client, row: dict[str, Any]
+) -> None:
+    body = json.dumps({"method": "shap", "row": row})[: -len("}}")] + ', "Z1_ActualPosition": 0}}'
+    response = post_json(client, "/explain", body.encode())
     assert response.status_code == 422
     assert "duplicate key" in problems(response)[0]["problem"]

@@ -40,6 +40,7 @@ def queue_settings(tmp_path: Path, redis_url: str) -> Settings:
         redis_url=redis_url,
         retrain_time_limit=40,
         retrain_visibility_timeout=50,
+        worker_metrics_port=0,
     )
 
 
@@ -72,28 +73,38 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         CNCWEAR_BUDGET=settings.budget.value,
         CNCWEAR_RETRAIN_TIME_LIMIT=str(settings.retrain_time_limit),
         CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT=str(settings.retrain_visibility_timeout),
+        CNCWEAR_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
+        CNCWEAR_DATA_DIR=str(settings.data_dir),
+        CNCWEAR_RETRAIN_SCHEDULE=settings.retrain_schedule,
+        CNCWEAR_NEW_DATA_CHECK_SECONDS=str(settings.new_data_check_seconds),
     )
     return env
 
 
+def start_process(settings: Settings, args: list[str], log: Path) -> Worker:
+    with log.open("wb") as out:
+        process = subprocess.Popen(
+            [str(WORKER), *args],
+            env=worker_environment(settings),
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    return Worker(process=process, log=log)
+
+
 @pytest.fixture
-def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
+def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
+    """``start_worker(settings, *extra_args)``: a ``cncwear-trainer worker`` process, once ready."""
     started: list[Worker] = []
 
-    def start(settings: Settings) -> Worker:
+    def start(settings: Settings, *args: str) -> Worker:
         log = tmp_path / f"worker-{len(started)}.log"
-        with log.open("wb") as out:
-            process = subprocess.Popen(
-                [str(WORKER), "worker", "--hostname", f"test{len(started)}@%h"],
-                env=worker_environment(settings),
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        worker = Worker(process=process, log=log)
+        hostname = f"test{len(started)}@%h"
+        worker = start_process(settings, ["worker", "--hostname", hostname, *args], log)
         started.append(worker)
         wait_for(
-            lambda: "ready." in log.read_text(errors="replace"), timeout=60, what="worker ready"
+            lambda: "ready." in log.read_text(errors="replace"), timeout=180, what="worker ready"
         )
         return worker
 
@@ -102,7 +113,29 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
         worker.stop()
 
 
+@pytest.fixture
+def start_beat(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
+    """``start_beat(settings)``: a ``cncwear-trainer beat`` process, once it is firing."""
+    started: list[Worker] = []
+
+    def start(settings: Settings) -> Worker:
+        beat = start_process(settings, ["beat"], tmp_path / f"beat-{len(started)}.log")
+        started.append(beat)
+        wait_for(
+            lambda: "beat: Starting" in beat.log.read_text(errors="replace"),
+            timeout=180,
+            what="beat to start",
+        )
+        return beat
+
+    yield start
+    for beat in started:
+        beat.stop()
+
+
 def wait_for(condition: Callable[[], object], *, timeout: float, what: str) -> None:
+    """Wait until ``condition`` holds; ``timeout`` is generous (a shared, loaded machine starts a
+    worker in seconds or in a minute): it only keeps a broken build from hanging."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if condition():

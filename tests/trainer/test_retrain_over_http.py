@@ -5,15 +5,17 @@ from __future__ import annotations
 import shutil
 import socket
 import subprocess
-import time
+import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+import redis
 
 from cncwear.dataset import Dataset
+from cncwear.queue import RETRAIN_QUEUE
 from cncwear.schema import input_columns
 from cncwear.settings import CandidateName, Settings
 from cncwear.training import retrain
@@ -61,16 +63,20 @@ def test_a_retrain_queued_over_http_is_served_by_the_running_api_without_a_resta
         assert again.json() == {"job_id": job_id, "state": again.json()["state"], "created": False}
 
         states: set[str] = set()
+        progress: set[tuple[str, float]] = set()
 
         def job_done() -> bool:
             job = client.get(f"/jobs/{job_id}").json()
             states.add(job["state"])
+            if job["state"] == "running" and job["stage"] is not None:
+                progress.add((job["stage"], job["percent"]))
             return job["state"] in {"succeeded", "failed"}
 
         wait_for(job_done, timeout=240, what="the job")
         job = client.get(f"/jobs/{job_id}").json()
         assert job["state"] == "succeeded", job["error"]
         assert "running" in states
+        assert any(stage.startswith("training") and 0 < p < 100 for stage, p in progress)
         assert job["result"]["promoted"] is True
         new_version = job["result"]["version"]
         wait_for(
@@ -98,6 +104,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def redis_answers(port: int) -> bool:
+    client = redis.Redis(port=port, socket_connect_timeout=0.5)
+    try:
+        return bool(client.ping())
+    except redis.RedisError:
+        return False
+    finally:
+        client.close()
+
+
 @pytest.fixture
 def own_redis(tmp_path: Path) -> Iterator[Callable[[bool], str]]:
     """A redis-server of the test's own, which the test can stop and start again."""
@@ -115,7 +131,7 @@ def own_redis(tmp_path: Path) -> Iterator[Callable[[bool], str]]:
                     stdout=subprocess.DEVNULL,
                 )
             )  # fmt: skip
-            time.sleep(0.5)
+            wait_for(lambda: redis_answers(port), timeout=30, what="the test's redis-server")
         else:
             for process in processes:
                 process.kill()
@@ -149,3 +165,26 @@ def test_without_redis_retrain_answers_503_predict_keeps_serving_and_both_recove
             what="/retrain to work again",
         )
         assert served_version(client, payload) == seed.version
+
+
+def test_two_retrain_requests_at_once_over_http_make_one_job(queue_settings: Settings) -> None:
+    answers: list[dict[str, Any]] = []
+    with serve(api_settings(queue_settings)) as running:
+        barrier = threading.Barrier(4)
+
+        def request() -> None:
+            with running.client() as client:
+                barrier.wait()
+                response = client.post("/retrain", json={"reason": "at once"}, headers=AUTH)
+                assert response.status_code == 202
+                answers.append(response.json())
+
+        threads = [threading.Thread(target=request) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+    assert len(answers) == 4
+    assert len({a["job_id"] for a in answers}) == 1
+    assert sum(a["created"] for a in answers) == 1
+    assert redis.Redis.from_url(queue_settings.redis_url).llen(RETRAIN_QUEUE) == 1

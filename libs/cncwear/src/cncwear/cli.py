@@ -21,6 +21,7 @@ from cncwear.scoring import labels, probability_worn
 from cncwear.settings import DEFAULT_CANDIDATES, Budget, get_settings
 from cncwear.store import ModelStore
 from cncwear.training import RetrainReport, retrain
+from cncwear.triggers import queue_if_new_data
 
 app = typer.Typer(
     help="cncwear: tool-wear classification for CNC mills.",
@@ -93,13 +94,31 @@ def queue_retrain(
         str | None, typer.Option(help="Training data folder (under a data root).")
     ] = None,
     reason: Annotated[str, typer.Option(help="Why this retrain.")] = "on demand (cli)",
+    if_new_data: Annotated[
+        bool,
+        typer.Option(
+            help="Only when the data folder (--data-dir, default CNCWEAR_DATA_DIR) differs from "
+            "the champion's training data (content hash); the reason is then 'new data'."
+        ),
+    ] = False,
 ) -> None:
     """Queue a retrain for the trainer workers (the same job as POST /retrain). A retrain already
     queued or running is returned instead of a second one."""
     settings = get_settings()
     jobs = JobStore(settings)
-    request = RetrainRequest(budget=budget, data_dir=data_dir, reason=reason)
-    job, created = jobs.enqueue(request, make_celery(settings))
+    if if_new_data:
+        folder = None if data_dir is None else Path(data_dir)
+        check = queue_if_new_data(settings, make_celery(settings), folder, budget=budget)
+        if check.job is None:
+            console.print(
+                f"no new data: {check.data_dir} has the champion's training data "
+                f"(hash {check.data_hash}); nothing queued"
+            )
+            return
+        job, created = check.job, check.created
+    else:
+        request = RetrainRequest(budget=budget, data_dir=data_dir, reason=reason)
+        job, created = jobs.enqueue(request, make_celery(settings))
     console.print(f"{'queued' if created else 'already queued or running'}: job {job.job_id}")
     if wait:
         job = _follow(jobs, job.job_id)

@@ -49,5 +49,9 @@ class ModelLoadError(CncwearError):
     """A registered model version that cannot be loaded or does not behave like a cncwear model."""
 
 
+class PromotionLockError(CncwearError):
+    """Another retrain held the promotion lock for too long."""
+
+
 class TrainingError(CncwearError):
     """A retrain that could not produce any candidate."""

@@ -3,6 +3,13 @@
 Drift monitoring compares live traffic against it, so it describes the features the model's
 estimator actually sees (after feature engineering and selection), plus the class balance and the
 distribution of predicted wear probability on the held-out experiments.
+
+It keeps two samples of those features: of the training rows (``sample``: what the model learned
+from; the explainers start from it) and of the held-out experiments' rows (``holdout_sample``: the
+rows on which the model's holdout figures were measured). Drift monitoring compares traffic with the
+latter: experiments differ from each other (feed rate, clamp pressure, the stock), so new runs
+always look shifted against the training runs, and what matters is whether traffic still looks like
+the unseen runs the model was judged on.
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ def build_profile(
     train_y: np.ndarray,
     holdout_probability_worn: np.ndarray,
     *,
+    holdout_x: pd.DataFrame | None = None,
     sample_size: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
@@ -30,7 +38,12 @@ def build_profile(
     rng = np.random.default_rng(seed)
     sample_rows = rng.choice(len(engineered), size=min(sample_size, len(engineered)), replace=False)
     histogram, edges = np.histogram(holdout_probability_worn, bins=PROBABILITY_BINS, range=(0, 1))
-    return {
+    holdout_rows = rng.choice(
+        len(holdout_probability_worn),
+        size=min(sample_size, len(holdout_probability_worn)),
+        replace=False,
+    )
+    profile: dict[str, Any] = {
         "rows": len(train_x),
         "class_balance": {
             "unworn": float(np.mean(train_y == 0)),
@@ -44,8 +57,18 @@ def build_profile(
             "bin_edges": edges.tolist(),
             "counts": histogram.tolist(),
             "mean": float(np.mean(holdout_probability_worn)),
+            # Drift monitoring compares served probabilities against these (prediction drift).
+            "sample": np.asarray(holdout_probability_worn)[holdout_rows].tolist(),
         },
     }
+    if holdout_x is not None and len(holdout_x):
+        held = pipeline[:-1].transform(holdout_x)
+        picked = rng.choice(len(held), size=min(sample_size, len(held)), replace=False)
+        profile["holdout_rows"] = len(holdout_x)
+        profile["holdout_sample"] = {
+            str(c): held[c].to_numpy()[picked].tolist() for c in held.columns
+        }
+    return profile
 
 
 def _describe(values: np.ndarray) -> dict[str, Any]:

@@ -10,11 +10,16 @@ unacknowledged for longer is delivered again), and time limits below it.
 from __future__ import annotations
 
 from celery import Celery
+from celery.schedules import crontab
 
 from cncwear.settings import Settings
 
 RETRAIN_TASK = "cncwear.retrain"
 RETRAIN_QUEUE = "cncwear-retrain"
+SCHEDULED_RETRAIN_TASK = "cncwear.scheduled_retrain"
+NEW_DATA_TASK = "cncwear.check_new_data"
+TRIGGER_QUEUE = "cncwear-triggers"
+"""Beat's trigger tasks (short: they only queue a retrain when due), apart from the retrains."""
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -37,5 +42,27 @@ def make_celery(settings: Settings) -> Celery:
         broker_connection_timeout=2,
         worker_hijack_root_logger=False,
         worker_send_task_events=False,
+        task_routes={
+            SCHEDULED_RETRAIN_TASK: {"queue": TRIGGER_QUEUE},
+            NEW_DATA_TASK: {"queue": TRIGGER_QUEUE},
+        },
+        beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
     )
     return app
+
+
+def parse_schedule(text: str) -> crontab | None:
+    """The schedule of ``CNCWEAR_RETRAIN_SCHEDULE``: None when empty (off). Raises ValueError
+    saying what a valid one looks like."""
+    if not text.strip():
+        return None
+    fields = text.split()
+    if len(fields) != 5:
+        raise ValueError(
+            f"{text!r} has {len(fields)} field(s); a schedule is five cron fields: minute hour "
+            "day-of-month month day-of-week, e.g. '0 3 * * 0' (Sundays at 03:00)"
+        )
+    try:
+        return crontab.from_string(" ".join(fields))
+    except ValueError as error:
+        raise ValueError(f"{text!r} is not a valid cron schedule: {error}") from None

@@ -10,8 +10,9 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from urllib.parse import urlsplit
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 BUNDLED_DATA_DIR = Path(__file__).parent / "datasets" / "cnc_mill_tool_wear"
@@ -49,6 +50,19 @@ class AutoMLEngineName(StrEnum):
     AUTO_SKLEARN = "auto-sklearn"
 
 
+class PromotionLock(StrEnum):
+    """What serialises promotions: a lock file under ``home`` (one machine) or a Redis lock (every
+    machine sharing the registry). ``auto``: Redis when the registry is shared (see
+    :meth:`Settings.registry_is_shared`), else the file."""
+
+    AUTO = "auto"
+    FILE = "file"
+    REDIS = "redis"
+
+
+LOCAL_TRACKING_SCHEMES = frozenset({"", "file", "sqlite"})
+
+
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="CNCWEAR_", extra="ignore")
 
@@ -63,6 +77,12 @@ class Settings(BaseSettings):
         validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CNCWEAR_MLFLOW_TRACKING_URI"),
     )
     """Any MLflow tracking URI; unset means a SQLite file under ``home``."""
+
+    mlflow_artifact_location: str | None = None
+    """Artifact location of the MLflow experiment when cncwear creates it (any URI MLflow accepts:
+    ``s3://bucket/prefix``, ``mlflow-artifacts:/cncwear``, a folder). Unset: ``<home>/artifacts``
+    for the embedded store, the tracking server's own default otherwise. An experiment that
+    already exists keeps its location."""
 
     mlflow_experiment: str = "cncwear"
     """MLflow experiment that groups the retrain runs."""
@@ -118,6 +138,11 @@ class Settings(BaseSettings):
     leak_warning_margin: float = Field(default=0.05, ge=0.0)
     """Warn when the leaky row-split accuracy exceeds the grouped one by more than this."""
 
+    promotion_lock: PromotionLock = PromotionLock.AUTO
+    """How concurrent retrains take turns at the champion alias: ``file`` (a lock file under
+    ``home``: processes of one machine), ``redis`` (a lock in Redis: workers on several machines),
+    ``auto`` (Redis when the registry is shared, else the file)."""
+
     redis_url: str = "redis://127.0.0.1:6379/0"
     """Redis on which a retrain announces a new champion to the prediction servers (a hint: the
     servers also poll the registry, so they keep working when Redis is down)."""
@@ -132,6 +157,16 @@ class Settings(BaseSettings):
 
     retrain_max_attempts: int = Field(default=3, ge=1)
     """Deliveries of one job (after worker crashes) before it is marked failed."""
+
+    retrain_schedule: str = ""
+    """When to retrain by itself: five cron fields (minute hour day-of-month month day-of-week),
+    e.g. ``"0 3 * * 0"`` for Sundays at 03:00 (the trainer's time zone: UTC unless Celery's is
+    set). Empty: no scheduled retrains. Fired by ``cncwear-trainer beat``."""
+
+    new_data_check_seconds: float = Field(default=0.0, ge=0.0)
+    """How often ``cncwear-trainer beat`` compares the content hash of ``data_dir`` with that of
+    the champion's training data and queues a retrain ("new data") when they differ. 0: never
+    (``cncwear retrain --if-new-data`` still checks on demand)."""
 
     job_retention_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     """How long job records stay readable in Redis."""
@@ -168,6 +203,28 @@ class Settings(BaseSettings):
     explain_surrogate_depth: int = Field(default=3, ge=1, le=8)
     """Depth of the global surrogate decision tree (deeper: more faithful, harder to read)."""
 
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    """Port of a trainer worker's Prometheus endpoint (``/metrics``); 0 serves none. Several
+    workers on one machine need a port each: a worker whose port is taken logs a warning and runs
+    without one."""
+
+    worker_metrics_host: str = "127.0.0.1"
+    """Interface the worker's metrics endpoint listens on (``0.0.0.0`` in a container)."""
+
+    @field_validator("retrain_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        # Celery takes a second to import: only when a schedule is set.
+        from cncwear.queue import parse_schedule  # noqa: PLC0415
+
+        if value.strip():
+            parse_schedule(value)
+        return value
+
+    def triggers_enabled(self) -> bool:
+        """Whether beat has anything to fire: a schedule or a new-data check interval."""
+        return bool(self.retrain_schedule.strip()) or self.new_data_check_seconds > 0
+
     @model_validator(mode="after")
     def _limits_fit_the_visibility_timeout(self) -> Settings:
         if self.retrain_visibility_timeout <= self.retrain_time_limit:
@@ -193,9 +250,23 @@ class Settings(BaseSettings):
 
     def artifact_location(self) -> str | None:
         """Where new MLflow experiments keep artifacts; None leaves it to the tracking server."""
+        if self.mlflow_artifact_location:
+            return self.mlflow_artifact_location
         if self.mlflow_tracking_uri:
             return None
         return (self.home.resolve() / "artifacts").as_uri()
+
+    def registry_is_shared(self) -> bool:
+        """True when the registry is a server or a database that processes on other machines reach
+        too (``http(s)://``, ``postgresql://``, ...), False for the embedded SQLite store or a
+        local folder. A shared registry needs shared coordination: a Redis promotion lock and one
+        API token given to every replica."""
+        return urlsplit(self.tracking_uri()).scheme.lower() not in LOCAL_TRACKING_SCHEMES
+
+    def uses_redis_promotion_lock(self) -> bool:
+        if self.promotion_lock is PromotionLock.AUTO:
+            return self.registry_is_shared()
+        return self.promotion_lock is PromotionLock.REDIS
 
 
 @lru_cache

@@ -21,6 +21,7 @@ import mlflow
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
+import redis
 import skops.io
 from filelock import FileLock
 from mlflow.entities.model_registry import ModelVersion
@@ -29,7 +30,7 @@ from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
-from cncwear.errors import ModelLoadError, NoChampionError
+from cncwear.errors import ModelLoadError, NoChampionError, PromotionLockError
 from cncwear.schema import LABELS, PROCESS_COLUMN, SENSOR_NUMERIC_COLUMNS, input_columns
 from cncwear.settings import Settings
 
@@ -37,6 +38,10 @@ logger = logging.getLogger(__name__)
 
 PROFILE_FILE = "reference_profile.json"
 MODEL_ARTIFACT = "model"
+PROMOTION_LOCK_WAIT_SECONDS = 600
+PROMOTION_LOCK_LEASE_SECONDS = 900
+"""A Redis promotion lock expires after this, so a worker that dies holding it blocks no one for
+long; a promotion (one champion re-scored on the holdout) takes well under a minute."""
 
 
 class Tag:
@@ -186,9 +191,15 @@ class ModelStore:
     @contextmanager
     def promotion_lock(self) -> Iterator[None]:
         """Serialises read-compare-set of the champion alias between concurrent retrains, so that a
-        slower retrain cannot overwrite a better champion promoted meanwhile (no lost update)."""
+        slower retrain cannot overwrite a better champion promoted meanwhile (no lost update).
+        Workers on several machines sharing one registry take a lock in Redis; processes of one
+        machine may use a lock file under ``home``."""
+        if self.settings.uses_redis_promotion_lock():
+            with _redis_lock(self.settings):
+                yield
+            return
         self.settings.home.mkdir(parents=True, exist_ok=True)
-        with FileLock(self.settings.home / "promotion.lock", timeout=600):
+        with FileLock(self.settings.home / "promotion.lock", timeout=PROMOTION_LOCK_WAIT_SECONDS):
             yield
 
     # -- loading --------------------------------------------------------------------------------
@@ -245,6 +256,28 @@ def incompatibility(pipeline: Pipeline) -> str | None:
     if classes != sorted(LABELS.values()):
         return f"its classes are {classes[:5]}, not {sorted(LABELS.values())} (unworn, worn)"
     return None
+
+
+@contextmanager
+def _redis_lock(settings: Settings) -> Iterator[None]:
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    lock = client.lock(
+        f"cncwear:promotion-lock:{settings.model_name}",
+        timeout=PROMOTION_LOCK_LEASE_SECONDS,
+        blocking_timeout=PROMOTION_LOCK_WAIT_SECONDS,
+    )
+    try:
+        if not lock.acquire():
+            raise PromotionLockError(
+                f"the promotion lock of {settings.model_name!r} in Redis stayed taken for "
+                f"{PROMOTION_LOCK_WAIT_SECONDS} s"
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        client.close()
 
 
 @contextmanager

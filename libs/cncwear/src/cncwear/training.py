@@ -235,6 +235,7 @@ def _train_candidate(
                 train.rows[list(fitted.pipeline.feature_names_in_)],
                 train.labels,
                 _probability_worn(fitted.pipeline, holdout),
+                holdout_x=holdout.rows[list(fitted.pipeline.feature_names_in_)],
                 seed=context.seed,
             ),
         )

@@ -16,6 +16,7 @@ from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException
 
 from cncwear.errors import CncwearError, ModelLoadError, NoChampionError, SchemaError
+from cncwear.explain import NoReferenceError, UnknownExplainMethodError
 from cncwear.jobs import JobNotFoundError, QueueUnavailableError
 from cncwear_api.models import Problem
 from cncwear_api.responses import FastJSONResponse
@@ -67,11 +68,34 @@ class ModelNotReadyError(ApiError):
         super().__init__(detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
+class ExplainerBusyError(ApiError):
+    """Every explanation slot and waiting place is taken."""
+
+    status_code = 503
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
+
+
 class UnauthorizedError(ApiError):
     status_code = 401
 
     def __init__(self, detail: str) -> None:
         super().__init__(detail, headers={"WWW-Authenticate": "Bearer"})
+
+
+class NotFoundError(ApiError):
+    status_code = 404
+
+
+class ConflictError(ApiError):
+    status_code = 409
+
+
+class ServiceOffError(ApiError):
+    """A feature switched off by setting."""
+
+    status_code = 503
 
 
 class InvalidRequestError(ApiError):
@@ -165,6 +189,23 @@ def add_exception_handlers(app: FastAPI) -> None:
     async def queue_unavailable(request: Request, error: QueueUnavailableError) -> FastJSONResponse:
         detail = f"the retrain queue is unavailable: {error}; predictions are not affected"
         return _json(request, 503, {"detail": detail}, {"Retry-After": RETRY_AFTER_SECONDS})
+
+    @app.exception_handler(UnknownExplainMethodError)
+    async def unknown_method(
+        request: Request, error: UnknownExplainMethodError
+    ) -> FastJSONResponse:
+        problem = f"unknown explanation method; valid methods: {', '.join(error.valid)}"
+        body = {
+            "detail": "1 problem(s) in the request body",
+            "problems": [{"row": None, "column": "method", "problem": problem}],
+            "total": 1,
+            "valid_methods": error.valid,
+        }
+        return _json(request, 422, body)
+
+    @app.exception_handler(NoReferenceError)
+    async def no_reference(request: Request, error: NoReferenceError) -> FastJSONResponse:
+        return _json(request, 409, {"detail": str(error)})
 
     @app.exception_handler(JobNotFoundError)
     async def job_not_found(request: Request, error: JobNotFoundError) -> FastJSONResponse:

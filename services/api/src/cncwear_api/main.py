@@ -18,12 +18,14 @@ from cncwear.queue import make_celery
 from cncwear.store import ModelStore
 from cncwear_api.deps import WriteAccess
 from cncwear_api.errors import add_exception_handlers
+from cncwear_api.explaining import ExplainRunner
 from cncwear_api.log import configure_logging
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.middleware import RequestMiddleware
 from cncwear_api.model_holder import ModelHolder
 from cncwear_api.models import ErrorResponse, ProblemsResponse
-from cncwear_api.routes import health, jobs, model, predict
+from cncwear_api.monitor import LiveMonitoring, watch_drift
+from cncwear_api.routes import explain, health, jobs, model, monitoring, predict
 from cncwear_api.routes import metrics as metrics_route
 from cncwear_api.security import resolve_api_token
 from cncwear_api.settings import ApiSettings, get_settings
@@ -50,6 +52,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         store = await asyncio.to_thread(ModelStore, settings)
         holder = ModelHolder(store, metrics)
         job_store = JobStore(settings)
+        celery = make_celery(settings)
+        live = LiveMonitoring(
+            settings, metrics, enqueue=lambda request: job_store.enqueue(request, celery)
+        )
+        runner = ExplainRunner(settings, metrics)
         wake = asyncio.Event()
         tasks = [
             asyncio.create_task(
@@ -57,6 +64,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             ),
             asyncio.create_task(listen_for_promotions(settings, wake), name="promotions"),
         ]
+        if live.enabled:
+            check = watch_drift(live, lambda: holder.current, settings.drift_check_interval_seconds)
+            tasks.append(asyncio.create_task(check, name="drift"))
         for task in tasks:
             task.add_done_callback(_report_crash)
         logger.info(
@@ -70,10 +80,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "metrics": metrics,
                 "api_token": token,
                 "jobs": job_store,
-                "celery": make_celery(settings),
+                "celery": celery,
+                "monitoring": live,
+                "explain": runner,
             }
         finally:
             job_store.close()
+            runner.close()
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
@@ -94,7 +107,15 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     add_exception_handlers(app)
     # Reads are open unless closed by setting; then the token guards them like the mutating ones.
     reads = [WriteAccess] if settings.protect_reads else []
-    for router in (predict.router, model.router, jobs.router, metrics_route.router):
+    routers = (
+        predict.router,
+        explain.router,
+        model.router,
+        jobs.router,
+        monitoring.router,
+        metrics_route.router,
+    )
+    for router in routers:
         app.include_router(router, dependencies=reads)
     app.include_router(health.router)
     return app

@@ -37,6 +37,9 @@ LATENCY_BUCKETS = (
 PROBABILITY_BUCKETS = tuple(round(0.05 * i, 2) for i in range(1, 21))
 BATCH_ROWS_BUCKETS = (1, 2, 5, 10, 20, 50, 100, 200, 500, 1000, 2000, 5000, 10_000)
 LOAD_BUCKETS = (0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0)
+EXPLAIN_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 3.0, 5.0, 10.0, 30.0, 60.0)
+"""Seconds, around the targets: SHAP tens of milliseconds, LIME under 1 s, anchors capped at a
+few seconds, a global view once per version in seconds to tens of seconds."""
 
 
 class BatchHistogram(Collector):
@@ -173,6 +176,131 @@ class ApiMetrics:
         self.model_ready = Gauge(
             "cncwear_model_ready", "1 when a champion is loaded and served, else 0.", registry=r
         )
+        self.schema_refusals = Counter(
+            "cncwear_schema_refusals",
+            "/predict requests refused because their rows do not fit the model's schema (missing "
+            "or unknown columns, bad values): schema skew between senders and the model.",
+            registry=r,
+        )
+        self.drift_feature_psi = Gauge(
+            "cncwear_drift_feature_psi",
+            "Population stability index of each selected feature, served window against the "
+            "reference (NaN until the window holds enough rows).",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_feature_statistic = Gauge(
+            "cncwear_drift_feature_statistic",
+            "The drift test of each selected feature: KS p-value or normed Wasserstein distance.",
+            ["feature", "test"],
+            registry=r,
+        )
+        self.drift_feature_drifted = Gauge(
+            "cncwear_drift_feature_drifted",
+            "1 when the feature's drift test says it drifted, else 0.",
+            ["feature"],
+            registry=r,
+        )
+        self.drift_share = Gauge(
+            "cncwear_drift_share",
+            "Share of the selected features that drifted (NaN until the window holds enough rows).",
+            registry=r,
+        )
+        self.drift_detected = Gauge(
+            "cncwear_drift_detected",
+            "1 when the drift share reaches its threshold, else 0.",
+            registry=r,
+        )
+        self.drift_window_rows = Gauge(
+            "cncwear_drift_window_rows", "Served rows in the drift window.", registry=r
+        )
+        self.prediction_drift_psi = Gauge(
+            "cncwear_prediction_drift_psi",
+            "PSI of the predicted wear probability, served window against the holdout's.",
+            registry=r,
+        )
+        self.prediction_drift_statistic = Gauge(
+            "cncwear_prediction_drift_statistic",
+            "Drift test of the predicted wear probability (KS p-value or normed Wasserstein).",
+            ["test"],
+            registry=r,
+        )
+        self.prediction_drift_detected = Gauge(
+            "cncwear_prediction_drift_detected",
+            "1 when the predicted wear probability drifted from the holdout's, else 0.",
+            registry=r,
+        )
+        self.live_metric = Gauge(
+            "cncwear_live_performance",
+            "Accuracy, precision and recall on the labelled feedback window (NaN until enough "
+            "labels).",
+            ["metric"],
+            registry=r,
+        )
+        self.holdout_metric = Gauge(
+            "cncwear_holdout_performance",
+            "The served version's accuracy, precision and recall on its held-out experiments.",
+            ["metric"],
+            registry=r,
+        )
+        self.live_labelled_rows = Gauge(
+            "cncwear_live_labelled_rows", "Labelled rows in the feedback window.", registry=r
+        )
+        self.feedback_rows = Counter(
+            "cncwear_feedback_rows",
+            "Rows whose ground truth was received, by how they were matched (request id or rows).",
+            ["source"],
+            registry=r,
+        )
+        self.model_promoted = Gauge(
+            "cncwear_model_promoted_timestamp_seconds",
+            "When the served version was registered as champion (Unix time).",
+            registry=r,
+        )
+        self.seconds_since_promotion = Gauge(
+            "cncwear_seconds_since_promotion",
+            "Seconds since the served version was registered as champion.",
+            registry=r,
+        )
+        self._promoted_at: float | None = None
+        self.seconds_since_promotion.set_function(self._since_promotion)
+        self.retrain_triggers = Counter(
+            "cncwear_retrain_triggers",
+            "Retrains asked for by this replica's monitoring, by reason (drift, accuracy) and "
+            "outcome (queued; joined: one was already queued or running; failed).",
+            ["reason", "outcome"],
+            registry=r,
+        )
+        self.explanation_duration = Histogram(
+            "cncwear_explanation_duration_seconds",
+            "Time to compute one explanation (explainers' build included when it happens), by "
+            "method: shap, lime, anchor, or global for the global view.",
+            ["method"],
+            buckets=EXPLAIN_BUCKETS,
+            registry=r,
+        )
+        self.explanation_failures = Counter(
+            "cncwear_explanation_failures",
+            "Explanations that raised, by method.",
+            ["method"],
+            registry=r,
+        )
+        self.explanations_running = Gauge(
+            "cncwear_explanations_running",
+            "Explanations being computed now (at most CNCWEAR_EXPLAIN_CONCURRENCY).",
+            registry=r,
+        )
+        self.explanations_rejected = Counter(
+            "cncwear_explanations_rejected",
+            "Explanation requests refused with 503 because every slot and waiting place was taken.",
+            registry=r,
+        )
+        self.partial_anchors = Counter(
+            "cncwear_explanation_anchor_partial",
+            "Anchor explanations whose search hit its cap (time or samples) and returned the best "
+            "rule found so far.",
+            registry=r,
+        )
         # Labelled children, looked up once: ``labels()`` costs more than the update itself.
         self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._by_version: dict[str, tuple[Any, Any]] = {}
@@ -189,6 +317,21 @@ class ApiMetrics:
         finally:
             seconds = time.perf_counter() - started
             self.inference_duration.labels(runtime=runtime, version=version).observe(seconds)
+
+    @contextmanager
+    def time_explanation(self, method: str) -> Iterator[None]:
+        """Times one explanation, counts it as running meanwhile and as failed if it raises."""
+        started = time.perf_counter()
+        self.explanations_running.inc()
+        try:
+            yield
+        except Exception:
+            self.explanation_failures.labels(method=method).inc()
+            raise
+        finally:
+            self.explanations_running.dec()
+            seconds = time.perf_counter() - started
+            self.explanation_duration.labels(method=method).observe(seconds)
 
     def observe_predictions(self, version: str, probability: np.ndarray, worn: int) -> None:
         counters = self._by_version.get(version)
@@ -217,6 +360,15 @@ class ApiMetrics:
         self.model_info.clear()
         self.model_info.labels(name=name, version=version, runtime=runtime).set(1)
         self.model_ready.set(1)
+
+    def promoted_at(self, timestamp: float) -> None:
+        self._promoted_at = timestamp
+        self.model_promoted.set(timestamp)
+
+    def _since_promotion(self) -> float:
+        if self._promoted_at is None:
+            return float("nan")
+        return time.time() - self._promoted_at
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -14,7 +14,7 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Literal
 
@@ -25,6 +25,7 @@ from sklearn.pipeline import Pipeline
 
 from cncwear.compiled import CompiledModel, CompiledTag, CompileError, load_compiled_form
 from cncwear.features import selected_features
+from cncwear.monitoring import FeatureMap, Reference
 from cncwear.schema import ACTIVE_PROCESSES, PROCESS_COLUMN, numeric_columns
 from cncwear.scoring import model_input_columns
 from cncwear.store import LoadedModel, ModelStore, Tag
@@ -49,6 +50,12 @@ class ServedModel:
     pipeline: Pipeline
     compiled: CompiledModel | None
     card: ModelPublic
+    reference: Reference
+    """What drift monitoring compares this version's traffic with (from its logged profile)."""
+    feature_map: FeatureMap
+    """The selected features from validated raw rows, for the drift window."""
+    profile: dict[str, Any] = field(repr=False, compare=False)
+    """The reference profile logged with the version (its training sample backs explanations)."""
 
     def probability_worn(self, batch: Batch) -> np.ndarray:
         """Wear probability of each row of a validated batch."""
@@ -75,6 +82,14 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
         fallback = str(error)
         logger.warning("version %s is served by scikit-learn: %s", loaded.version, fallback)
     columns = model_input_columns(loaded.pipeline)
+    card = _card(
+        store,
+        model_version=model_version,
+        loaded=loaded,
+        compiled=compiled,
+        load_check=load_check,
+        fallback=fallback,
+    )
     served = ServedModel(
         name=loaded.name,
         version=loaded.version,
@@ -83,14 +98,10 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
         numeric_columns=numeric_columns(columns),
         pipeline=loaded.pipeline,
         compiled=compiled,
-        card=_card(
-            store,
-            model_version=model_version,
-            loaded=loaded,
-            compiled=compiled,
-            load_check=load_check,
-            fallback=fallback,
-        ),
+        card=card,
+        reference=Reference.from_profile(loaded.version, loaded.profile, card.metrics.holdout),
+        feature_map=FeatureMap(card.selected_features, numeric_columns(columns)),
+        profile=loaded.profile,
     )
     # Warm up (first calls allocate), so the first request after a swap is not the slow one.
     warm = Batch(np.zeros((1, len(served.numeric_columns))), [sorted(ACTIVE_PROCESSES)[0]])
@@ -148,6 +159,8 @@ class ModelHolder:
         self.metrics.model_load_duration.observe(seconds)
         self.metrics.model_loads.labels(runtime=new.runtime).inc()
         self.metrics.serving(new.name, new.version, new.runtime)
+        if new.card.registered_at is not None:
+            self.metrics.promoted_at(new.card.registered_at.timestamp())
         logger.info(
             "serving %s version %s through %s (loaded in %.1f s)%s",
             new.name, new.version, new.runtime, seconds,

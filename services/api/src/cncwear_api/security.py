@@ -2,6 +2,10 @@
 
 ``CNCWEAR_API_TOKEN`` when set; otherwise a token generated at first start and kept in a file under
 ``CNCWEAR_HOME`` that only its owner can read. The log says where the file is, never the token.
+
+Replicas serving a shared registry (an MLflow server or database) run on machines that share no
+disk, so each would generate a token of its own: there the token must be given
+(``CNCWEAR_API_TOKEN``, or ``CNCWEAR_TOKEN_FILE`` naming a mounted secret).
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from pathlib import Path
 
 from pydantic import SecretStr
 
+from cncwear.errors import CncwearError
 from cncwear_api.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
@@ -21,10 +26,20 @@ logger = logging.getLogger(__name__)
 OWNER_ONLY = 0o600
 
 
+class TokenNotConfiguredError(CncwearError):
+    """A replica of a shared registry was started without the token all replicas must share."""
+
+
 def resolve_api_token(settings: ApiSettings) -> SecretStr:
     if settings.api_token is not None and settings.api_token.get_secret_value():
         logger.info("API token taken from CNCWEAR_API_TOKEN")
         return settings.api_token
+    if settings.token_file is None and settings.registry_is_shared():
+        raise TokenNotConfiguredError(
+            "the registry is shared (MLFLOW_TRACKING_URI is a server or a database), so every API "
+            "replica must be given the same token: set CNCWEAR_API_TOKEN (or CNCWEAR_TOKEN_FILE "
+            "to a mounted secret)"
+        )
     return SecretStr(_token_from_file(settings.token_path()))
 
 

@@ -4,6 +4,7 @@ reports progress and the outcome in the job store, where every API replica can r
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from celery import Celery, Task
@@ -11,9 +12,11 @@ from celery.exceptions import SoftTimeLimitExceeded
 
 from cncwear.errors import CncwearError
 from cncwear.jobs import Job, JobStore, resolve_data_dir
-from cncwear.queue import RETRAIN_TASK
+from cncwear.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
 from cncwear.settings import DEFAULT_CANDIDATES, Settings
 from cncwear.training import RetrainReport, retrain
+from cncwear.triggers import queue_if_new_data, queue_scheduled_retrain
+from cncwear_trainer.metrics import StageTimer, record_failure, record_success
 
 logger = logging.getLogger(__name__)
 
@@ -23,36 +26,56 @@ def register_tasks(app: Celery, settings: Settings) -> None:
     def run_retrain(task: Task, job_id: str) -> None:
         run_job(settings, job_id)
 
+    # Beat's triggers: they only queue a retrain (through the de-duplicated queue) when due.
+    @app.task(name=SCHEDULED_RETRAIN_TASK, acks_late=False)  # type: ignore[untyped-decorator]
+    def scheduled_retrain() -> str:
+        job, created = queue_scheduled_retrain(settings, app)
+        logger.info("scheduled retrain: %s job %s", "queued" if created else "already", job.job_id)
+        return job.job_id
+
+    @app.task(name=NEW_DATA_TASK, acks_late=False)  # type: ignore[untyped-decorator]
+    def check_new_data() -> str | None:
+        check = queue_if_new_data(settings, app)
+        return None if check.job is None else check.job.job_id
+
 
 def run_job(settings: Settings, job_id: str) -> None:
     """Run one delivery of a retrain job. Safe to run again for the same job after a crash: the
     retrain registers at most one model version per job."""
     jobs = JobStore(settings)
+    timer = StageTimer()
+    started = time.monotonic()
     try:
         job = jobs.start(job_id)
         if job.attempts > settings.retrain_max_attempts:
             jobs.finish(job_id, error=f"gave up after {job.attempts - 1} interrupted attempts")
+            record_failure("gave_up", None)
             return
         logger.info("retrain %s: attempt %d, reason %r", job_id, job.attempts, job.request.reason)
         try:
-            report = _retrain(settings, job, jobs)
+            report = _retrain(settings, job, jobs, timer)
         except SoftTimeLimitExceeded:
             jobs.finish(job_id, error=f"time limit of {settings.retrain_time_limit} s exceeded")
+            record_failure("time_limit", time.monotonic() - started)
             return
         except (CncwearError, ValueError) as error:
             jobs.finish(job_id, error=f"{type(error).__name__}: {error}")
+            record_failure("error", time.monotonic() - started)
             return
         except Exception as error:
             logger.exception("retrain %s failed", job_id)
             jobs.finish(job_id, error=f"unexpected {type(error).__name__}: {error}")
+            record_failure("unexpected", time.monotonic() - started)
             return
         jobs.finish(job_id, result=summarise(report))
+        record_success(report.decision.promoted, time.monotonic() - started)
         logger.info("retrain %s: %s", job_id, report.decision.reason)
     finally:
+        timer.close()
         jobs.close()
 
 
-def _retrain(settings: Settings, job: Job, jobs: JobStore) -> RetrainReport:
+def _retrain(settings: Settings, job: Job, jobs: JobStore, timer: StageTimer) -> RetrainReport:
     request = job.request
     overrides: dict[str, Any] = {}
     if request.automl_engine is not None:
@@ -65,8 +88,13 @@ def _retrain(settings: Settings, job: Job, jobs: JobStore) -> RetrainReport:
         data_dir=resolve_data_dir(settings, request.data_dir),
         reason=request.reason,
         job_id=job.job_id,
-        progress=lambda stage, percent: jobs.progress(job.job_id, stage, percent),
+        progress=lambda stage, percent: _progress(jobs, job.job_id, timer, stage, percent),
     )
+
+
+def _progress(jobs: JobStore, job_id: str, timer: StageTimer, stage: str, percent: float) -> None:
+    timer.enter(stage)
+    jobs.progress(job_id, stage, percent)
 
 
 def summarise(report: RetrainReport) -> dict[str, Any]:

@@ -10,9 +10,10 @@ from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
+from cncwear.errors import SchemaError
 from cncwear.schema import CLASS_NAMES, MAX_PROBLEMS_LISTED
 from cncwear.scoring import THRESHOLD
-from cncwear_api.batch import to_batch
+from cncwear_api.batch import Batch, to_batch
 from cncwear_api.deps import CurrentModel
 from cncwear_api.errors import InvalidRequestError, PayloadTooLargeError, problems_from_validation
 from cncwear_api.metrics import ApiMetrics
@@ -25,6 +26,7 @@ from cncwear_api.models import (
     Problem,
     ProblemsResponse,
 )
+from cncwear_api.monitor import LiveMonitoring
 from cncwear_api.responses import FastJSONResponse
 from cncwear_api.settings import ApiSettings
 
@@ -72,25 +74,39 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     # Settings and metrics straight from the lifespan state: every dependency costs on this path.
     settings: ApiSettings = request.state.settings
     metrics: ApiMetrics = request.state.metrics
-    body = await _read_body(request)
+    body = await read_body(request, settings.max_body_bytes)
     payload = _parse(body, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns))
-    if served.compiled is not None and payload.row_count <= INLINE_ROWS:
-        probability = _score(served, payload, metrics)
-    else:
-        probability = await run_in_threadpool(_score, served, payload, metrics)
-    return FastJSONResponse(_answer(served, probability, request.state.request_id, metrics))
+    try:
+        if served.compiled is not None and payload.row_count <= INLINE_ROWS:
+            batch, probability = _score(served, payload, metrics)
+        else:
+            batch, probability = await run_in_threadpool(_score, served, payload, metrics)
+    except SchemaError:
+        metrics.schema_refusals.inc()
+        raise
+    request_id: str = request.state.request_id
+    worn = probability >= THRESHOLD
+    monitoring: LiveMonitoring = request.state.monitoring
+    if monitoring.enabled:
+        monitoring.observe(served, batch.numeric, probability, worn, request_id)
+    return FastJSONResponse(_answer(served, probability, worn, request_id, metrics))
 
 
-def _score(served: ServedModel, payload: PredictRequest, metrics: ApiMetrics) -> np.ndarray:
+def _score(
+    served: ServedModel, payload: PredictRequest, metrics: ApiMetrics
+) -> tuple[Batch, np.ndarray]:
     batch = to_batch(payload, served.input_columns)
     with metrics.time_inference(served.runtime, served.version):
-        return served.probability_worn(batch)
+        return batch, served.probability_worn(batch)
 
 
 def _answer(
-    served: ServedModel, probability: np.ndarray, request_id: str, metrics: ApiMetrics
+    served: ServedModel,
+    probability: np.ndarray,
+    worn: np.ndarray,
+    request_id: str,
+    metrics: ApiMetrics,
 ) -> dict[str, Any]:
-    worn = probability >= THRESHOLD
     worn_rows = int(worn.sum())
     mean = float(probability.mean())
     metrics.observe_predictions(served.version, probability, worn_rows)
@@ -111,9 +127,19 @@ def _answer(
     }
 
 
-async def _read_body(request: Request) -> bytes:
-    """The body; one over the size limit is refused with 413 by the request middleware."""
-    return b"".join([chunk async for chunk in request.stream()])
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
+        chunks.append(chunk)
+    return b"".join(chunks)
 
 
 def _parse(body: bytes, max_rows: int, max_fields: int) -> PredictRequest:
