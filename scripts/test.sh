@@ -5,4 +5,5 @@ source "$(dirname "$0")/bootstrap.sh"
 uv run ruff check .
 uv run ruff format --check .
 uv run mypy
+./scripts/audit.sh
 uv run pytest "$@"

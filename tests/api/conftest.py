@@ -97,6 +97,18 @@ def _isolated_environment() -> Iterator[None]:
 
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, _isolated_environment: None) -> Registry:
+    if not _TRAINED:
+        _TRAINED.append(_train_registry(tmp_path_factory))
+    return _TRAINED[0]
+
+
+_TRAINED: list[Registry] = []
+
+
+def _train_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
+    """Trained once per test session, also when another package's conftest imports the
+    ``registry`` fixture (tests/reliability does): pytest would otherwise train it once per
+    package."""
     home = tmp_path_factory.mktemp("api") / "home"
     settings = Settings(home=home, model_name=f"api-{uuid.uuid4().hex[:8]}", n_jobs=2)
     baseline = retrain(settings, budget=Budget.FAST, candidates=["baseline"])

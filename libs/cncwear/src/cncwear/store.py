@@ -19,6 +19,7 @@ from typing import Any
 
 import mlflow
 import mlflow.sklearn
+import numpy as np
 import pandas as pd
 import redis
 import skops.io
@@ -31,6 +32,7 @@ from mlflow.tracking import MlflowClient
 from sklearn.pipeline import Pipeline
 
 from cncwear.errors import ModelLoadError, NoChampionError, PromotionLockError
+from cncwear.schema import LABELS, PROCESS_COLUMN, SENSOR_NUMERIC_COLUMNS, input_columns
 from cncwear.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -304,6 +306,9 @@ class ModelStore:
             ) from error
         if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "predict_proba"):
             raise ModelLoadError(f"version {model_version.version} is not a cncwear pipeline")
+        problem = incompatibility(pipeline)
+        if problem is not None:
+            raise ModelLoadError(f"version {model_version.version} is incompatible: {problem}")
         return LoadedModel(
             name=self.settings.model_name,
             version=str(model_version.version),
@@ -312,6 +317,25 @@ class ModelStore:
             profile=profile,
             tags=dict(model_version.tags),
         )
+
+
+def incompatibility(pipeline: Pipeline) -> str | None:
+    """Why a loaded pipeline cannot serve cncwear's rows, or None. A version registered by hand
+    (another model, another schema) loads fine and would then answer every request wrongly: it is
+    refused at load instead."""
+    columns = getattr(pipeline, "feature_names_in_", None)
+    if columns is None:
+        return "it does not name its input columns (fitted on an array, not on raw rows)"
+    known = set(input_columns(use_identifying_columns=True))
+    unknown = [str(c) for c in columns if c not in known]
+    if unknown:
+        return f"it takes columns the raw-row schema does not have: {unknown[:5]}"
+    if PROCESS_COLUMN not in set(columns) and not set(SENSOR_NUMERIC_COLUMNS) & set(columns):
+        return "it takes none of the sensor readings"
+    classes = [int(c) if isinstance(c, int | np.integer) else c for c in pipeline.classes_]
+    if classes != sorted(LABELS.values()):
+        return f"its classes are {classes[:5]}, not {sorted(LABELS.values())} (unworn, worn)"
+    return None
 
 
 @contextmanager

@@ -13,6 +13,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from pydantic import ValidationError
 from pydantic_core import ErrorDetails
+from starlette.exceptions import HTTPException
 
 from cncwear.errors import CncwearError, ModelLoadError, NoChampionError, SchemaError
 from cncwear.explain import NoReferenceError, UnknownExplainMethodError
@@ -38,6 +39,26 @@ class ApiError(Exception):
 
 class PayloadTooLargeError(ApiError):
     status_code = 413
+
+
+class BodyTooLargeError(HTTPException):
+    """A request body over ``max_body_bytes``, raised while it is received. An HTTP exception
+    (not an :class:`ApiError`) because FastAPI lets only those out of its own body parsing."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body exceeds the limit of {limit} bytes")
+
+
+class NotJsonError(HTTPException):
+    """A request body not declared as JSON: the API reads JSON only."""
+
+    def __init__(self) -> None:
+        super().__init__(415, "the request body must be JSON (Content-Type: application/json)")
+
+
+BODY_PARSE_ERROR = "There was an error parsing the body"
+"""FastAPI's 400 for a JSON body it cannot decode (not UTF-8, say); answered as the 422 of any
+other body that is not JSON."""
 
 
 class ModelNotReadyError(ApiError):
@@ -139,6 +160,14 @@ def add_exception_handlers(app: FastAPI) -> None:
             body["problems"] = [p.model_dump() for p in error.problems]
             body["total"] = error.total
         return _json(request, error.status_code, body, error.headers)
+
+    @app.exception_handler(HTTPException)
+    async def http_error(request: Request, error: HTTPException) -> FastJSONResponse:
+        if error.status_code == 400 and error.detail == BODY_PARSE_ERROR:
+            problem = Problem(column="*", problem="body is not valid JSON (or not UTF-8 text)")
+            return await api_error(request, InvalidRequestError([problem]))
+        headers = dict(error.headers) if error.headers else None
+        return _json(request, error.status_code, {"detail": error.detail}, headers)
 
     @app.exception_handler(SchemaError)
     async def schema_error(request: Request, error: SchemaError) -> FastJSONResponse:

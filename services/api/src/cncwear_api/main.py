@@ -23,6 +23,7 @@ from cncwear_api.log import configure_logging
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.middleware import RequestMiddleware
 from cncwear_api.model_holder import ModelHolder
+from cncwear_api.models import ErrorResponse, ProblemsResponse
 from cncwear_api.monitor import LiveMonitoring, watch_drift
 from cncwear_api.routes import dashboard, explain, health, jobs, model, monitoring, predict
 from cncwear_api.routes import metrics as metrics_route
@@ -95,8 +96,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version=version("cncwear-api"),
         description=DESCRIPTION,
         lifespan=lifespan,
+        # Every bad request, whichever route, is answered in one shape (cncwear_api.errors).
+        responses={
+            413: {"model": ErrorResponse, "description": "Body over the size limit"},
+            415: {"model": ErrorResponse, "description": "Body not declared as JSON"},
+            422: {"model": ProblemsResponse, "description": "Bad request: each problem"},
+        },
     )
-    app.add_middleware(RequestMiddleware, metrics=metrics)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
     add_exception_handlers(app)
     # Reads are open unless closed by setting; then the token guards them like the mutating ones.
     reads = [WriteAccess] if settings.protect_reads else []

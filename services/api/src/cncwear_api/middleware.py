@@ -1,5 +1,5 @@
-"""One middleware (plain ASGI, cheap) around every request: a request id, the HTTP metrics, and one
-log line with route, status, latency and model version."""
+"""One middleware (plain ASGI, cheap) around every request: a request id, the body size limit, the
+HTTP metrics, and one log line with route, status, latency and model version."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import uuid
 from starlette.datastructures import MutableHeaders
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from cncwear_api.errors import BodyTooLargeError, NotJsonError
 from cncwear_api.log import ACCESS_LOGGER
 from cncwear_api.metrics import ApiMetrics
 
@@ -23,9 +24,10 @@ _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
 
 
 class RequestMiddleware:
-    def __init__(self, app: ASGIApp, metrics: ApiMetrics) -> None:
+    def __init__(self, app: ASGIApp, metrics: ApiMetrics, max_body_bytes: int) -> None:
         self.app = app
         self.metrics = metrics
+        self.max_body_bytes = max_body_bytes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -45,7 +47,7 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, receive, send_with_id)
+            await self.app(scope, self._limited(scope, receive), send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
@@ -68,6 +70,54 @@ class RequestMiddleware:
                         "request_id": request_id,
                     },
                 )  # fmt: skip
+
+    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+        """``receive`` refusing, on every route, a body over the limit (at once when its declared
+        length is over, else as soon as the bytes received are) and a body that is not declared
+        as JSON. The errors are HTTP exceptions, so the app's handler answers 413 or 415 whichever
+        route was reading the body."""
+        limit = self.max_body_bytes
+        declared_length = _header(scope, b"content-length")
+        if declared_length.isdigit() and int(declared_length) > limit:
+            return _refuse(limit)
+        json_body = _is_json(_header(scope, b"content-type"))
+        received = 0
+
+        async def receive_with_limit() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                chunk = len(message.get("body", b""))
+                if chunk and not json_body:
+                    raise NotJsonError()
+                received += chunk
+                if received > limit:
+                    raise BodyTooLargeError(limit)
+            return message
+
+        return receive_with_limit
+
+
+def _header(scope: Scope, name: bytes) -> str:
+    for key, value in scope["headers"]:
+        if key == name:
+            return bytes(value).decode("latin-1")
+    return ""
+
+
+def _is_json(content_type: str) -> bool:
+    """``application/json`` or ``application/<anything>+json``, parameters aside."""
+    media_type = content_type.split(";", 1)[0].strip().lower()
+    return media_type == "application/json" or (
+        media_type.startswith("application/") and media_type.endswith("+json")
+    )
+
+
+def _refuse(limit: int) -> Receive:
+    async def refuse() -> Message:
+        raise BodyTooLargeError(limit)
+
+    return refuse
 
 
 def _request_id(scope: Scope) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-import pydantic_core
+import jiter
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
@@ -119,9 +119,10 @@ async def global_view(request: Request, served: CurrentModel) -> GlobalViewPubli
 
 
 def _parse(body: bytes, max_fields: int) -> ExplainRequest:
-    """JSON (NaN and Infinity let through, to be named by column), the row's width, the shape."""
+    """JSON (NaN and Infinity let through, to be named by column; a key given twice refused), the
+    row's width, the shape."""
     try:
-        parsed = pydantic_core.from_json(body, allow_inf_nan=True)
+        parsed = jiter.from_json(body, allow_inf_nan=True, catch_duplicate_keys=True)
     except ValueError as error:
         problem = Problem(column="*", problem=f"body is not valid JSON: {error}")
         raise InvalidRequestError([problem]) from None

@@ -14,7 +14,7 @@ from starlette.concurrency import run_in_threadpool
 from cncwear.jobs import Job, JobStore, RetrainRequest
 from cncwear_api.deps import WriteAccess
 from cncwear_api.errors import InvalidRequestError
-from cncwear_api.models import ErrorResponse, Problem
+from cncwear_api.models import ErrorResponse, Problem, ProblemsResponse
 
 router = APIRouter(tags=["retraining"])
 
@@ -69,7 +69,7 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     ),
     responses={
         401: {"model": ErrorResponse, "description": "Missing or invalid API token"},
-        422: {"model": ErrorResponse, "description": "Invalid parameters"},
+        422: {"model": ProblemsResponse, "description": "Invalid parameters, by name"},
         **UNAVAILABLE,
     },
 )

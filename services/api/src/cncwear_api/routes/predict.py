@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import jiter
 import numpy as np
-import pydantic_core
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
@@ -143,11 +143,12 @@ async def read_body(request: Request, limit: int) -> bytes:
 
 
 def _parse(body: bytes, max_rows: int, max_fields: int) -> PredictRequest:
-    """JSON (a fast parser; NaN and Infinity are let through, to be named by row and column), then
-    the sizes, then the shape of the request. Cells are checked later, against the model's schema:
+    """JSON (a fast parser; NaN and Infinity are let through, to be named by row and column; a key
+    given twice in one object is refused: which value was meant?), then the sizes, then the shape
+    of the request. Cells are checked later, against the model's schema:
     the work done on a bad body stays bounded by the limits."""
     try:
-        parsed = pydantic_core.from_json(body, allow_inf_nan=True)
+        parsed = jiter.from_json(body, allow_inf_nan=True, catch_duplicate_keys=True)
     except ValueError as error:
         problem = Problem(column="*", problem=f"body is not valid JSON: {error}")
         raise InvalidRequestError([problem]) from None

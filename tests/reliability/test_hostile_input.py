@@ -1,0 +1,215 @@
+"""Hostile input, written by hand: each gets a clear 4xx naming the problem, and the service stays
+healthy (it answers /health and a normal /predict right after)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pandas as pd
+import pytest
+
+from tests.api.conftest import Registry, records
+
+from .conftest import AUTH, TOKEN, RunningServer, serve
+
+BODY_LIMIT = 4 * 1024 * 1024
+
+
+@pytest.fixture(scope="module")
+def server(registry: Registry) -> Iterator[RunningServer]:
+    settings = registry.settings(
+        api_token=TOKEN, max_body_bytes=BODY_LIMIT, redis_url="redis://127.0.0.1:1/0"
+    )
+    with serve(settings) as running:
+        running.wait_ready(registry.compiled_version)
+        yield running
+
+
+@pytest.fixture
+def client(server: RunningServer, real_rows: pd.DataFrame) -> Iterator[httpx.Client]:
+    """A client; after the test, the server must still be healthy and predicting."""
+    with server.client() as http:
+        yield http
+        assert http.get("/health").status_code == 200
+        normal = http.post("/predict", json={"rows": records(real_rows.head(3))})
+        assert normal.status_code == 200, normal.text
+        assert len(normal.json()["predictions"]) == 3
+
+
+def post_json(client: httpx.Client, path: str, body: bytes, **headers: str) -> httpx.Response:
+    return client.post(path, content=body, headers={"content-type": "application/json", **headers})
+
+
+def problems(response: httpx.Response) -> list[dict[str, Any]]:
+    problems: list[dict[str, Any]] = response.json()["problems"]
+    return problems
+
+
+@pytest.fixture
+def row(real_rows: pd.DataFrame) -> dict[str, Any]:
+    return records(real_rows.head(1))[0]
+
+
+# -- size ----------------------------------------------------------------------------------------
+
+
+BODY_ROUTES = ["/predict", "/explain", "/retrain", "/feedback"]
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_a_body_over_the_limit_is_refused_on_every_route(client: httpx.Client, path: str) -> None:
+    body = b'{"rows": [' + b" " * BODY_LIMIT + b"]}"
+    response = post_json(client, path, body, **AUTH)
+    assert response.status_code == 413
+    assert f"limit of {BODY_LIMIT} bytes" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_a_body_streamed_past_the_limit_without_a_length_is_refused(
+    client: httpx.Client, path: str
+) -> None:
+    def chunks() -> Iterator[bytes]:
+        yield b'{"reason": "'
+        for _ in range(BODY_LIMIT // 65536 + 2):
+            yield b"a" * 65536
+        yield b'"}'
+
+    response = client.post(
+        path, content=chunks(), headers={"content-type": "application/json", **AUTH}
+    )
+    assert response.status_code == 413
+    assert "limit" in response.json()["detail"]
+
+
+def test_a_million_row_batch_is_refused_by_its_row_count(client: httpx.Client) -> None:
+    body = b'{"rows": [' + b",".join([b"{}"] * 1_000_000) + b"]}"
+    assert len(body) < BODY_LIMIT
+    response = post_json(client, "/predict", body)
+    assert response.status_code == 413
+    assert "1000000 rows" in response.json()["detail"]
+
+
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_deeply_nested_json_is_refused_as_invalid_json(client: httpx.Client, path: str) -> None:
+    depth = 100_000
+    body = b'{"rows": ' + b"[" * depth + b"]" * depth + b"}"
+    response = post_json(client, path, body, **AUTH)
+    assert response.status_code == 422
+    (problem,) = problems(response)
+    assert problem["column"] == "*"
+    assert "JSON" in problem["problem"]
+
+
+# -- numbers that are not numbers ----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "spelling", ["NaN", "Infinity", "-Infinity", "1e999", "-1e999", '"NaN"', '"nan"', '"inf"',
+                 '"-Infinity"', '"1e999"']
+)  # fmt: skip
+def test_nan_and_infinity_in_any_spelling_are_named_by_row_and_column(
+    client: httpx.Client, row: dict[str, Any], spelling: str
+) -> None:
+    cell = "X1_ActualPosition"
+    body = json.dumps({"rows": [row, {**row, cell: "@@"}]}).replace('"@@"', spelling)
+    response = post_json(client, "/predict", body.encode())
+    assert response.status_code == 422, spelling
+    assert [(p["row"], p["column"]) for p in problems(response)] == [(1, cell)]
+
+
+@pytest.mark.parametrize("spelling", ["nan", "inf", "-inf", "+Infinity", "NAN", "Inf"])
+def test_nan_and_infinity_spellings_json_does_not_allow_are_invalid_json(
+    client: httpx.Client, row: dict[str, Any], spelling: str
+) -> None:
+    body = json.dumps({"rows": [{**row, "X1_ActualPosition": "@@"}]}).replace('"@@"', spelling)
+    response = post_json(client, "/predict", body.encode())
+    assert response.status_code == 422
+    (problem,) = problems(response)
+    assert problem["column"] == "*" and "not valid JSON" in problem["problem"]
+
+
+# -- what the body claims to be ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "content_type", ["text/plain", "application/x-www-form-urlencoded", "multipart/form-data",
+                     "application/xml", ""]
+)  # fmt: skip
+@pytest.mark.parametrize("path", BODY_ROUTES)
+def test_a_body_not_declared_as_json_gets_415(
+    client: httpx.Client, row: dict[str, Any], content_type: str, path: str
+) -> None:
+    body = json.dumps({"rows": [row]}).encode()
+    headers = {"content-type": content_type, **AUTH} if content_type else AUTH
+    response = client.post(path, content=body, headers=headers)
+    assert response.status_code == 415
+    assert "application/json" in response.json()["detail"]
+
+
+def test_json_with_a_charset_or_a_json_suffix_is_accepted(
+    client: httpx.Client, row: dict[str, Any]
+) -> None:
+    body = json.dumps({"rows": [row]}).encode()
+    for content_type in ("application/json; charset=utf-8", "application/vnd.cncwear+json"):
+        response = client.post("/predict", content=body, headers={"content-type": content_type})
+        assert response.status_code == 200, content_type
+
+
+def test_a_body_that_is_not_utf8_is_refused_as_invalid_json(client: httpx.Client) -> None:
+    for path in BODY_ROUTES:
+        response = post_json(client, path, b'{"reason": "\xff\xfe"}', **AUTH)
+        assert response.status_code == 422, path
+        assert "JSON" in problems(response)[0]["problem"]
+
+
+# -- names ---------------------------------------------------------------------------------------
+
+
+UNICODE_NAMES = ["X1_ÄctualPosition", "💥", "列", "X1_ActualPosition\u200b", "\u0000"]
+
+
+@pytest.mark.parametrize("name", UNICODE_NAMES)
+def test_unicode_column_names_are_reported_as_unknown(
+    client: httpx.Client, row: dict[str, Any], name: str
+) -> None:
+    response = client.post("/predict", json={"rows": [{**row, name: 1.0}]})
+    assert response.status_code == 422
+    assert name in {p["column"] for p in problems(response)}
+
+
+def test_a_lone_surrogate_in_a_column_name_is_refused_without_breaking_the_answer(
+    client: httpx.Client, row: dict[str, Any]
+) -> None:
+    body = json.dumps({"rows": [{**row, "@@": 1.0}]}).replace("@@", "\\ud800")
+    response = post_json(client, "/predict", body.encode())
+    assert response.status_code == 422
+    assert response.json()["problems"]
+
+
+def test_a_column_given_twice_in_a_row_is_refused_by_name(
+    client: httpx.Client, row: dict[str, Any]
+) -> None:
+    body = json.dumps({"rows": [row]})[: -len("}]}")] + ', "Z1_ActualPosition": 0.0}]}'
+    response = post_json(client, "/predict", body.encode())
+    assert response.status_code == 422
+    (problem,) = problems(response)
+    assert "duplicate key" in problem["problem"] and "Z1_ActualPosition" in problem["problem"]
+
+
+def test_a_top_level_key_given_twice_is_refused(client: httpx.Client, row: dict[str, Any]) -> None:
+    one = json.dumps([row])
+    response = post_json(client, "/predict", f'{{"rows": {one}, "rows": {one}}}'.encode())
+    assert response.status_code == 422
+    assert "duplicate key" in problems(response)[0]["problem"]
+
+
+def test_a_column_given_twice_in_an_explained_row_is_refused(
+    client: httpx.Client, row: dict[str, Any]
+) -> None:
+    body = json.dumps({"method": "shap", "row": row})[: -len("}}")] + ', "Z1_ActualPosition": 0}}'
+    response = post_json(client, "/explain", body.encode())
+    assert response.status_code == 422
+    assert "duplicate key" in problems(response)[0]["problem"]
