@@ -9,6 +9,7 @@ import pytest
 
 from cncwear.dataset import Dataset, load_dataset
 from cncwear.settings import BUNDLED_DATA_DIR, Budget, Settings
+from tests.helpers import emptied_redis
 
 
 @pytest.fixture(scope="session", autouse=True)
@@ -29,3 +30,10 @@ def dataset() -> Dataset:
 def settings(tmp_path: Path) -> Settings:
     """Settings on a fresh embedded store (SQLite + local artifacts) in a temporary folder."""
     return Settings(home=tmp_path / "home", budget=Budget.FAST, n_jobs=1)
+
+
+@pytest.fixture
+def redis_url() -> Iterator[str]:
+    """A Redis database for the test (``CNCWEAR_TEST_REDIS_URL``), emptied before and after."""
+    with emptied_redis() as url:
+        yield url

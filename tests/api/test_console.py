@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -12,17 +11,13 @@ from pathlib import Path
 import httpx
 import pandas as pd
 
+from tests.helpers import free_port
+
 from .conftest import Registry, records, wait_until
 
 CONSOLE_SCRIPT = Path(sys.executable).parent / "cncwear-api"
 START_SECONDS = 300.0
 """The API imports MLflow and scikit-learn: on a busy machine a process takes a while to start."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def answers(url: str) -> bool:

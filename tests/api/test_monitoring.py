@@ -11,7 +11,6 @@ shifted rows.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,10 +22,10 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from cncwear.dataset import Dataset
 from cncwear.schema import input_columns
+from tests.helpers import TEST_REDIS_URL
 
 from .conftest import Registry, RunningServer, serve, wait_until
 
-TEST_REDIS_URL = os.environ.get("CNCWEAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 WINDOW = 1000
 BATCH = 50
 CURRENTS = ("X1_OutputCurrent", "Y1_OutputCurrent", "Z1_OutputCurrent", "S1_OutputCurrent")

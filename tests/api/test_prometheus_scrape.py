@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import socket
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,17 +17,11 @@ import pytest
 import yaml
 
 from cncwear.schema import input_columns
+from tests.helpers import free_port
 
 from .conftest import Registry, RunningServer, serve, wait_until
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 @pytest.fixture

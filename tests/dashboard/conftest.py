@@ -30,7 +30,8 @@ from cncwear.settings import Budget, Settings
 from cncwear.training import retrain
 from cncwear_api.settings import ApiSettings
 from tests.api.conftest import RunningServer, serve
-from tests.trainer.conftest import TEST_REDIS_URL, WORKER, wait_for, worker_environment
+from tests.helpers import TEST_REDIS_URL
+from tests.trainer.conftest import WORKER, wait_for, worker_environment
 
 CHROMIUM = Path(os.environ.get("CNCWEAR_TEST_CHROMIUM", "/usr/bin/chromium"))
 CHROMIUM_ARGS = [

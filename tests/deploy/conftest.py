@@ -9,7 +9,6 @@ same console scripts with the same environment variables the compose file gives 
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -21,20 +20,14 @@ from pathlib import Path
 import httpx
 import psycopg
 import pytest
-import redis
 from psycopg import sql
+
+from tests.helpers import emptied_redis, free_port
 
 BIN = Path(sys.executable).parent
 POSTGRES_URL = os.environ.get("CNCWEAR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
-TEST_REDIS_URL = os.environ.get("CNCWEAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 START_SECONDS = 300.0
 """Upper bound for a process to start on a busy machine (the API imports MLflow, scikit-learn)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_until(condition: Callable[[], object], what: str, timeout: float = START_SECONDS) -> None:
@@ -157,8 +150,5 @@ def tracking_server(
 @pytest.fixture(scope="session")
 def redis_url() -> Iterator[str]:
     """The test Redis database, emptied before and after."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield TEST_REDIS_URL
-    client.flushdb()
-    client.close()
+    with emptied_redis() as url:
+        yield url

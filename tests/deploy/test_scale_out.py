@@ -24,8 +24,9 @@ from mlflow.tracking import MlflowClient
 from cncwear.dataset import Dataset
 from cncwear.jobs import JOBS_INDEX
 from cncwear.schema import input_columns
+from tests.helpers import free_port
 
-from .conftest import BIN, Process, TrackingServer, clean_environment, free_port, start, wait_until
+from .conftest import BIN, Process, TrackingServer, clean_environment, start, wait_until
 
 TOKEN = "deploy-test-token"
 MODEL_NAME = "cncwear"

@@ -7,9 +7,7 @@ from the test that breaks them, never the shared ones.
 
 from __future__ import annotations
 
-import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Callable, Iterator
@@ -25,26 +23,10 @@ from tests.api.conftest import (  # noqa: F401  (fixtures shared with tests/api)
     registry,
     serve,
 )
+from tests.helpers import free_port
 
-TEST_REDIS_URL = os.environ.get("CNCWEAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/12")
 TOKEN = "reliability-test-token-7f3a9c"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """The test Redis database, emptied before and after each test."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield TEST_REDIS_URL
-    client.flushdb()
-    client.close()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class PrivateRedis:

@@ -11,8 +11,9 @@ import schemathesis
 from schemathesis import GenerationMode
 
 from tests.api.conftest import Registry
+from tests.helpers import TEST_REDIS_URL
 
-from .conftest import AUTH, TEST_REDIS_URL, TOKEN, RunningServer, serve
+from .conftest import AUTH, TOKEN, RunningServer, serve
 from .fuzzing import app_schema, fuzz, plan, refused_without_token
 
 FUZZ_EXAMPLES = 60

@@ -15,8 +15,9 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import Registry, records
+from tests.helpers import free_port
 
-from .conftest import TOKEN, RunningServer, free_port, serve, wait_for
+from .conftest import TOKEN, RunningServer, serve, wait_for
 
 MLFLOW = Path(sys.executable).parent / "mlflow"
 

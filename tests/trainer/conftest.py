@@ -12,22 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-import redis
 
 from cncwear.settings import Budget, Settings
 
 WORKER = Path(sys.executable).parent / "cncwear-trainer"
-TEST_REDIS_URL = os.environ.get("CNCWEAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
-
-
-@pytest.fixture
-def redis_url() -> Iterator[str]:
-    """A Redis database of its own, emptied before and after each test."""
-    client = redis.Redis.from_url(TEST_REDIS_URL)
-    client.flushdb()
-    yield TEST_REDIS_URL
-    client.flushdb()
-    client.close()
 
 
 @pytest.fixture

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import shutil
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Iterator
@@ -21,6 +20,7 @@ from cncwear.settings import CandidateName, Settings
 from cncwear.training import retrain
 from cncwear_api.settings import ApiSettings
 from tests.api.conftest import serve
+from tests.helpers import free_port
 
 from .conftest import Worker, wait_for
 
@@ -96,12 +96,6 @@ def test_a_data_folder_outside_the_data_roots_is_refused_by_name(
         assert answer.json()["problems"][0]["column"] == "data_dir"
         assert client.get("/jobs/" + "0" * 32).status_code == 404
         assert client.get("/jobs/not-an-id").status_code == 422
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def redis_answers(port: int) -> bool:

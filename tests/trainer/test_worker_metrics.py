@@ -3,7 +3,6 @@ its pool's child process (prometheus_client's multiprocess mode)."""
 
 from __future__ import annotations
 
-import socket
 from collections.abc import Callable
 
 import httpx
@@ -12,15 +11,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from cncwear.jobs import JobState, JobStore, RetrainRequest
 from cncwear.queue import make_celery
 from cncwear.settings import CandidateName, Settings
+from tests.helpers import free_port
 
 from .conftest import Worker, wait_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port: int = sock.getsockname()[1]
-        return port
 
 
 def scrape(port: int) -> dict[str, float]:
