@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,13 +12,22 @@ from cncwear.dataset import Dataset, load_dataset
 from cncwear.settings import BUNDLED_DATA_DIR, Budget, Settings
 from tests.helpers import emptied_redis
 
+SUITE_AUTOML_ENGINE = "flaml"
+"""The suite's retrains (and the CLI and workers they start) use FLAML: in process and in seconds.
+tests/cncwear/test_automl.py asks for auto-sklearn where it tests it. Processes the tests start
+with an environment of their own must pass it on too."""
+
 
 @pytest.fixture(scope="session", autouse=True)
-def flaml_automl() -> Iterator[None]:
-    """The suite's retrains (and the CLI and workers they start) use FLAML: in process and in
-    seconds. tests/cncwear/test_automl.py asks for auto-sklearn where it tests it."""
+def _isolated_environment() -> Iterator[None]:
+    """No developer setting (CNCWEAR_*, MLFLOW_TRACKING_URI) leaks into the tests, and the suite's
+    own choices hold for the whole session."""
     with pytest.MonkeyPatch.context() as patch:
-        patch.setenv("CNCWEAR_AUTOML_ENGINE", "flaml")
+        for key in list(os.environ):
+            if key.startswith("CNCWEAR_") or key == "MLFLOW_TRACKING_URI":
+                patch.delenv(key)
+        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+        patch.setenv("CNCWEAR_AUTOML_ENGINE", SUITE_AUTOML_ENGINE)
         yield
 
 

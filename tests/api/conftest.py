@@ -82,19 +82,6 @@ class Registry:
         return name, copies
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_environment() -> Iterator[None]:
-    """No developer setting (CNCWEAR_*, MLFLOW_TRACKING_URI) leaks into the tests."""
-    with pytest.MonkeyPatch.context() as patch:
-        import os
-
-        for key in list(os.environ):
-            if key.startswith("CNCWEAR_") or key == "MLFLOW_TRACKING_URI":
-                patch.delenv(key)
-        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        yield
-
-
 @pytest.fixture(scope="session")
 def registry(tmp_path_factory: pytest.TempPathFactory, _isolated_environment: None) -> Registry:
     if not _TRAINED:

@@ -53,18 +53,6 @@ LAPTOP = {"width": 1366, "height": 768}
 PHONE = {"width": 390, "height": 844}
 
 
-@pytest.fixture(scope="session", autouse=True)
-def _isolated_environment() -> Iterator[None]:
-    """No developer setting (CNCWEAR_*, MLFLOW_TRACKING_URI) leaks into the tests."""
-    with pytest.MonkeyPatch.context() as patch:
-        for key in list(os.environ):
-            if key.startswith("CNCWEAR_") or key == "MLFLOW_TRACKING_URI":
-                patch.delenv(key)
-        patch.setenv("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-        patch.setenv("CNCWEAR_AUTOML_ENGINE", "flaml")
-        yield
-
-
 @pytest.fixture(scope="session")
 def dashboard_settings(
     tmp_path_factory: pytest.TempPathFactory, _isolated_environment: None

@@ -22,6 +22,7 @@ import psycopg
 import pytest
 from psycopg import sql
 
+from tests.conftest import SUITE_AUTOML_ENGINE
 from tests.helpers import emptied_redis, free_port
 
 BIN = Path(sys.executable).parent
@@ -88,7 +89,7 @@ def clean_environment() -> dict[str, str]:
     """The test process's environment without any cncwear or MLflow setting of the developer;
     workers started with it serve no metrics endpoint (no fixed port in tests)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))}
-    return {**env, "CNCWEAR_WORKER_METRICS_PORT": "0"}
+    return {**env, "CNCWEAR_WORKER_METRICS_PORT": "0", "CNCWEAR_AUTOML_ENGINE": SUITE_AUTOML_ENGINE}
 
 
 @pytest.fixture(scope="session")

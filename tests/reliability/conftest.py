@@ -18,7 +18,6 @@ import redis
 
 from tests.api.conftest import (  # noqa: F401  (fixtures shared with tests/api)
     RunningServer,
-    _isolated_environment,
     real_rows,
     registry,
     serve,

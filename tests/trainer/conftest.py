@@ -59,6 +59,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
         CNCWEAR_REDIS_URL=settings.redis_url,
         CNCWEAR_N_JOBS=str(settings.n_jobs),
         CNCWEAR_BUDGET=settings.budget.value,
+        CNCWEAR_AUTOML_ENGINE=settings.automl_engine.value,
         CNCWEAR_RETRAIN_TIME_LIMIT=str(settings.retrain_time_limit),
         CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT=str(settings.retrain_visibility_timeout),
         CNCWEAR_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
