@@ -79,9 +79,11 @@ def dashboard_settings(
     )
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def redis_db() -> Iterator[str]:
-    """The Redis database of these tests, emptied before and after."""
+    """The Redis database of these tests, emptied before and after. Package scope, like the API,
+    the worker and the browser: they stop when the dashboard tests end, so that the worker takes
+    no job of later tests and Playwright's event loop is gone before tests that run their own."""
     client = redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=2)
     try:
         client.flushdb()
@@ -92,14 +94,14 @@ def redis_db() -> Iterator[str]:
     client.close()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def api(dashboard_settings: ApiSettings, redis_db: str) -> Iterator[RunningServer]:
     with serve(dashboard_settings) as running:
         running.wait_ready()
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def worker(
     dashboard_settings: ApiSettings, redis_db: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[Path]:
@@ -128,13 +130,13 @@ def worker(
                 process.wait(timeout=30)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def playwright() -> Iterator[Playwright]:
     with sync_playwright() as running:
         yield running
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def browser(playwright: Playwright) -> Iterator[Browser]:
     if not CHROMIUM.exists():
         pytest.fail(f"these tests need Debian's chromium at {CHROMIUM} (scripts/test-packages.apt)")

@@ -92,7 +92,7 @@ def clean_environment() -> dict[str, str]:
     return {**env, "CNCWEAR_WORKER_METRICS_PORT": "0", "CNCWEAR_AUTOML_ENGINE": SUITE_AUTOML_ENGINE}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def postgres_database() -> Iterator[str]:
     """A PostgreSQL database of its own on the local server, dropped at the end."""
     name = f"cncwear_deploy_{uuid.uuid4().hex[:10]}"
@@ -113,7 +113,7 @@ class TrackingServer:
     artifacts: Path
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def tracking_server(
     postgres_database: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[TrackingServer]:
@@ -148,7 +148,7 @@ def tracking_server(
         server.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def redis_url() -> Iterator[str]:
     """The test Redis database, emptied before and after."""
     with emptied_redis() as url:
