@@ -473,7 +473,9 @@ def test_a_retrain_with_auto_sklearn_promotes_a_plain_pipeline_and_records_the_s
     assert all(type(part).__module__.startswith("sklearn.") for _, part in parts)
     assert report.winner == "automl" and report.decision.promoted
 
-    client = MlflowClient(tracking_uri=settings.tracking_uri())
+    client = MlflowClient(
+        tracking_uri=settings.tracking_uri(), registry_uri=settings.tracking_uri()
+    )
     run = client.get_run(automl.run_id or "")
     assert run.data.params["engine"] == "auto-sklearn"
     assert run.data.params[C] == details["configuration"][C]

@@ -15,7 +15,9 @@ from .conftest import TrainedHome, run_cli
 
 
 def registry_state(home: TrainedHome) -> tuple[int, int]:
-    client = MlflowClient(tracking_uri=home.settings.tracking_uri())
+    client = MlflowClient(
+        tracking_uri=home.settings.tracking_uri(), registry_uri=home.settings.tracking_uri()
+    )
     versions = client.search_model_versions(f"name = '{home.settings.model_name}'")
     runs = client.search_runs([e.experiment_id for e in client.search_experiments()])
     return len(versions), len(runs)

@@ -37,7 +37,7 @@ from .conftest import TrainedHome
 
 
 def client_for(settings: Settings) -> MlflowClient:
-    return MlflowClient(tracking_uri=settings.tracking_uri())
+    return MlflowClient(tracking_uri=settings.tracking_uri(), registry_uri=settings.tracking_uri())
 
 
 def test_cli_train_logs_three_candidates_and_promotes_a_champion(trained_home: TrainedHome) -> None:

@@ -194,7 +194,7 @@ def test_a_retrain_over_http_lands_in_the_postgresql_registry_and_its_artifact_s
     assert [(a, str(v)) for a, v in aliases] == [("champion", version)]
 
     # The model's files went through the server into the folder it serves.
-    client = MlflowClient(tracking_uri=stack.tracking.url)
+    client = MlflowClient(tracking_uri=stack.tracking.url, registry_uri=stack.tracking.url)
     model_version = client.get_model_version(MODEL_NAME, version)
     assert model_version.tags["cncwear.promotion.decision"] == "promoted"
     logged = list(stack.tracking.artifacts.rglob("MLmodel"))

@@ -84,9 +84,9 @@ def test_a_retrain_on_a_full_disk_fails_and_leaves_the_champion_serving(
 
         champion = store.champion_version()
         assert champion is not None and str(champion.version) == seed.version
-        versions = MlflowClient(settings.tracking_uri()).search_model_versions(
-            f"name = '{settings.model_name}'"
-        )
+        versions = MlflowClient(
+            settings.tracking_uri(), settings.tracking_uri()
+        ).search_model_versions(f"name = '{settings.model_name}'")
         assert [str(v.version) for v in versions] == [seed.version]
         assert store.load_champion().version == seed.version  # its artifacts are intact
         answer = http.post("/predict", json=payload)

@@ -90,7 +90,9 @@ def test_a_worker_killed_mid_job_leaves_it_to_another_which_registers_once(
     done = jobs.get(job.job_id)
     assert done.state is JobState.SUCCEEDED, done.error
     assert done.attempts == 2
-    client = MlflowClient(tracking_uri=queue_settings.tracking_uri())
+    client = MlflowClient(
+        tracking_uri=queue_settings.tracking_uri(), registry_uri=queue_settings.tracking_uri()
+    )
     versions = client.search_model_versions(f"name = '{queue_settings.model_name}'")
     assert [v.tags[Tag.JOB_ID] for v in versions] == [job.job_id]
     champion = ModelStore(queue_settings).champion_version()
