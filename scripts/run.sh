@@ -54,14 +54,17 @@ triggers=$(uv run python -c "
 from cncwear.settings import get_settings
 print('on' if get_settings().triggers_enabled() else 'off')") || exit 1
 
-uv run cncwear-trainer worker >"$CNCWEAR_HOME/logs/trainer.log" 2>&1 &
+# The services run from the environment's bin directly (not through `uv run`, which does not pass
+# the stop signal on), so that stop_all reaches the processes themselves.
+bin="$PWD/.venv/bin"
+"$bin/cncwear-trainer" worker >"$CNCWEAR_HOME/logs/trainer.log" 2>&1 &
 pids+=($!)
 if [ "$triggers" = on ]; then
     # Celery beat fires the retrain triggers (schedule, new-data check); one per system.
-    uv run cncwear-trainer beat >"$CNCWEAR_HOME/logs/beat.log" 2>&1 &
+    "$bin/cncwear-trainer" beat >"$CNCWEAR_HOME/logs/beat.log" 2>&1 &
     pids+=($!)
 fi
-uv run cncwear-api &
+"$bin/cncwear-api" &
 pids+=($!)
 
 host="${CNCWEAR_HOST:-127.0.0.1}"
