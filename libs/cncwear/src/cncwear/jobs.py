@@ -156,9 +156,19 @@ class JobStore:
         resolve_data_dir(self.settings, request.data_dir)
         with _unavailable_as_domain_error():
             for _ in range(3):
-                job_id = uuid.uuid4().hex
-                if self.redis.set(ACTIVE_JOB, job_id, nx=True, ex=self._active_ttl()):
-                    return self._create_and_send(job_id, request, celery), True
+                job = Job(
+                    job_id=uuid.uuid4().hex,
+                    state=JobState.QUEUED,
+                    request=request,
+                    created_at=time.time(),
+                )
+                # The record is written before the job may take the slot: a request that finds the
+                # slot taken always finds its holder's record, and never frees the slot of a job
+                # still being created (which let two concurrent requests make two jobs).
+                self._write(job)
+                if self.redis.set(ACTIVE_JOB, job.job_id, nx=True, ex=self._active_ttl()):
+                    return self._index_and_send(job, celery), True
+                self.redis.delete(_key(job.job_id))
                 existing = self.active()
                 if existing is not None and existing.state in {JobState.QUEUED, JobState.RUNNING}:
                     return existing, False
@@ -166,18 +176,17 @@ class JobStore:
                 self._release_if(None if leftover is None else str(leftover))
         raise QueueUnavailableError("could not reserve the retrain slot; try again")
 
-    def _create_and_send(self, job_id: str, request: RetrainRequest, celery: Celery) -> Job:
-        job = Job(job_id=job_id, state=JobState.QUEUED, request=request, created_at=time.time())
-        self._save(job)
+    def _index_and_send(self, job: Job, celery: Celery) -> Job:
+        self._index(job)
         try:
             celery.send_task(
                 RETRAIN_TASK,
-                kwargs={"job_id": job_id},
-                task_id=job_id,
+                kwargs={"job_id": job.job_id},
+                task_id=job.job_id,
                 retry=False,
             )
         except Exception as error:
-            self.finish(job_id, error=f"could not queue the job: {type(error).__name__}")
+            self.finish(job.job_id, error=f"could not queue the job: {type(error).__name__}")
             raise QueueUnavailableError(
                 f"the retrain queue is unavailable ({type(error).__name__})"
             ) from error
@@ -219,7 +228,7 @@ class JobStore:
 
     # -- internals --------------------------------------------------------------------------------
 
-    def _save(self, job: Job) -> None:
+    def _write(self, job: Job) -> None:
         fields: dict[Any, Any] = {
             "job_id": job.job_id,
             "state": job.state.value,
@@ -230,6 +239,11 @@ class JobStore:
         pipe = self.redis.pipeline()
         pipe.hset(_key(job.job_id), mapping=fields)
         pipe.expire(_key(job.job_id), self.settings.job_retention_seconds)
+        pipe.execute()
+
+    def _index(self, job: Job) -> None:
+        """List the job among the recent ones (``GET /jobs``), keeping the newest only."""
+        pipe = self.redis.pipeline()
         pipe.zadd(JOBS_INDEX, {job.job_id: job.created_at})
         pipe.zremrangebyrank(JOBS_INDEX, 0, -KEPT_JOBS - 1)
         pipe.execute()
