@@ -51,6 +51,8 @@ class Tally:
     latencies: dict[str, list[float]] = field(default_factory=dict)
     statuses: dict[str, Counter[str]] = field(default_factory=dict)
     versions: Counter[str] = field(default_factory=Counter)
+    rss: list[tuple[float, float]] = field(default_factory=list)
+    """(seconds into the run, the API's resident MB)"""
 
     def record(self, route: str, status: str, seconds: float) -> None:
         self.statuses.setdefault(route, Counter())[status] += 1
@@ -145,9 +147,12 @@ async def run(
         explain = (await client.get("/openapi.json")).json()["paths"].get("/explain") is not None
         for record in records[:50]:  # warm up, then measure
             await client.post("/predict", json={"rows": [record]})
+        if explain:
+            await warm_explainer(client, {"row": records[0], "method": "shap"})
         tally = Tally()
         rss_start = rss_mb(api_pid)
         started = time.perf_counter()
+        sampler = asyncio.create_task(sample_rss(api_pid, tally))
         tasks: list[asyncio.Task[None]] = []
         retrain_task = asyncio.create_task(
             retrain_midway(client, args.seconds * args.retrain_at, {"rows": records[:1]})
@@ -174,7 +179,28 @@ async def run(
         elapsed = time.perf_counter() - started
         retrain_report = await retrain_task
         rss_end = rss_mb(api_pid)
+        sampler.cancel()
     report(args, tally, elapsed, rss=(rss_start, rss_end), outcome=retrain_report, explain=explain)
+
+
+async def warm_explainer(client: httpx.AsyncClient, body: dict[str, Any]) -> None:
+    """Ask for an explanation until one comes: the first builds the champion's explainer (tens of
+    seconds for a model without a tree explainer), which is start-up, not load."""
+    deadline = time.perf_counter() + 300
+    while time.perf_counter() < deadline:
+        if (await client.post("/explain", json=body)).status_code == 200:
+            return
+        await asyncio.sleep(1.0)
+    raise TimeoutError("the explainer did not warm up within 300 s")
+
+
+async def sample_rss(pid: int, tally: Tally) -> None:
+    """The API's resident memory once a second, to tell a one-off step (a second model loaded at
+    the swap) from steady growth (a leak)."""
+    started = time.perf_counter()
+    while True:
+        tally.rss.append((time.perf_counter() - started, rss_mb(pid)))
+        await asyncio.sleep(1.0)
 
 
 async def schedule(
@@ -268,6 +294,7 @@ def report(
     explain: bool,
 ) -> None:
     rss_start, rss_end = rss
+    last_third = [mb for t, mb in tally.rss if t >= elapsed * 2 / 3]
     print(
         f"load: {args.rate:g} /predict per s ({args.rows} row(s) each)"
         + (f" + {args.explain_rate:g} /explain per s" if explain else " (no /explain on this API)")
@@ -291,8 +318,14 @@ def report(
     verdict = "within" if growth <= args.rss_bound_mb else "OVER"
     print(
         f"  API resident memory: {rss_start:.0f} MB at start, {rss_end:.0f} MB at end "
-        f"({growth:+.0f} MB, {verdict} the bound of {args.rss_bound_mb:g} MB)"
+        f"({growth:+.0f} MB, {verdict} the bound of {args.rss_bound_mb:g} MB); "
+        f"peak {max(mb for _, mb in tally.rss):.0f} MB"
     )
+    if len(last_third) > 1:
+        print(
+            f"  over the last third (after the swap): {last_third[0]:.0f} MB to "
+            f"{last_third[-1]:.0f} MB ({last_third[-1] - last_third[0]:+.0f} MB)"
+        )
     print(f"  errors in all: {errors} (target 0)")
 
 

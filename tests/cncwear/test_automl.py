@@ -413,7 +413,7 @@ def test_auto_sklearn_searches_on_the_folds_of_the_other_candidates(
         np.testing.assert_array_equal(np.flatnonzero(folds == fold), test)
 
 
-def test_the_default_engine_is_auto_sklearn_when_its_sidecar_is_there(
+def test_auto_is_auto_sklearn_when_its_sidecar_is_there(
     sidecar: Sidecar, configure: Configure
 ) -> None:
     settings = configure(autosklearn_python=sidecar.python, autosklearn_metalearning="false")
@@ -423,12 +423,17 @@ def test_the_default_engine_is_auto_sklearn_when_its_sidecar_is_there(
     assert isinstance(get_engine(AutoMLEngineName.FLAML, settings), FlamlEngine)
 
 
-def test_without_a_sidecar_the_default_is_flaml_after_one_clear_warning(
+def test_the_default_engine_is_flaml(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("CNCWEAR_AUTOML_ENGINE")  # the suite's own choice (tests/conftest.py)
+    assert Settings(home=tmp_path).automl_engine is AutoMLEngineName.FLAML
+
+
+def test_auto_without_a_sidecar_is_flaml_after_one_clear_warning(
     tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("CNCWEAR_AUTOML_ENGINE")  # the suite's own choice (tests/conftest.py)
+    monkeypatch.setenv("CNCWEAR_AUTOML_ENGINE", "auto")
     settings = Settings(home=tmp_path, autosklearn_python=tmp_path / "nowhere" / "python")
-    assert settings.automl_engine is AutoMLEngineName.AUTO  # the default
+    assert settings.automl_engine is AutoMLEngineName.AUTO
     with caplog.at_level(logging.WARNING, logger="cncwear.automl"):
         engines = [get_engine(settings.automl_engine, settings) for _ in range(3)]
     assert all(isinstance(engine, FlamlEngine) for engine in engines)

@@ -7,7 +7,7 @@ feature pipeline, so whatever engine searched, the promoted model is a plain sci
 
 Two engines: FLAML in process, and auto-sklearn 0.15.0 in its Python 3.9 sidecar, whose best
 configuration is rebuilt as a modern scikit-learn estimator (:mod:`cncwear.autosklearn`). The
-setting ``CNCWEAR_AUTOML_ENGINE`` chooses; its default, ``auto``, takes auto-sklearn when the
+setting ``CNCWEAR_AUTOML_ENGINE`` chooses (FLAML by default); ``auto`` takes auto-sklearn when the
 sidecar is installed and falls back to FLAML with one warning when it is not.
 """
 
