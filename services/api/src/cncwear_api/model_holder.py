@@ -10,6 +10,7 @@ A version that fails to load leaves the current model in place.
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
 import threading
@@ -179,7 +180,22 @@ class ModelHolder:
             "" if current is None else f", instead of version {current.version}",
         )  # fmt: skip
         del current  # the old model goes once the requests still holding it are done
+        settle_heap()
         return new
+
+
+def settle_heap() -> None:
+    """Collect once, then exempt every object alive now from later full garbage collections.
+
+    The served process holds millions of long-lived objects (MLflow, scikit-learn, the model, the
+    explainers' libraries); a full collection walks them all and stops every request for about
+    300 ms, which made the p99 of 1,000-row batches forty times their median. Frozen objects are
+    still freed when nothing refers to them; a cycle among them waits for the next swap, which
+    unfreezes and collects first, so at most one old model's cycles are kept meanwhile.
+    """
+    gc.unfreeze()
+    gc.collect()
+    gc.freeze()
 
 
 def _card(
