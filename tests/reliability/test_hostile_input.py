@@ -213,3 +213,26 @@ def test_a_column_given_twice_in_an_explained_row_is_refused(
     response = post_json(client, "/explain", body.encode())
     assert response.status_code == 422
     assert "duplicate key" in problems(response)[0]["problem"]
+
+
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/retrain", '{"reason": "first", "reason": "second"}'),
+        ("/feedback", '{"request_id": "a", "labels": ["worn"], "request_id": "b"}'),
+    ],
+)
+def test_a_key_given_twice_is_refused_where_fastapi_parses_the_body(
+    client: httpx.Client, path: str, body: str
+) -> None:
+    """Python's json keeps the last of a duplicated key; these routes must not guess either."""
+    response = post_json(client, path, body.encode(), **AUTH)
+    assert response.status_code == 422
+    (problem,) = problems(response)
+    assert "duplicate key" in problem["problem"]
+    assert ("reason" if path == "/retrain" else "request_id") in problem["problem"]
+
+
+def test_a_key_given_twice_still_needs_the_token_first(client: httpx.Client) -> None:
+    response = post_json(client, "/retrain", b'{"reason": "a", "reason": "b"}')
+    assert response.status_code == 401

@@ -11,6 +11,7 @@ from fastapi import Depends, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from cncwear_api.errors import ModelNotReadyError, UnauthorizedError
+from cncwear_api.json_body import refuse_duplicate_keys
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.model_holder import ModelHolder, ServedModel
 from cncwear_api.security import token_matches
@@ -84,3 +85,6 @@ ReadAccess = Depends(read_access)
 """On read-only endpoints. (The app factory guards the hot read-only routers, ``/predict``,
 ``/model`` and ``/metrics``, with :data:`WriteAccess` at inclusion instead, and only when
 ``protect_reads`` is set: when reads are open they then carry no dependency at all.)"""
+
+NoDuplicateKeys = Depends(refuse_duplicate_keys)
+"""For routes whose body FastAPI parses: a key given twice gets 422, as on every route."""

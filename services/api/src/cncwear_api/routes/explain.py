@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jiter
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
 
@@ -18,6 +17,7 @@ from cncwear_api.batch import Batch, to_batch
 from cncwear_api.deps import CurrentModel
 from cncwear_api.errors import InvalidRequestError, problems_from_validation
 from cncwear_api.explaining import ExplainRunner
+from cncwear_api.json_body import parse_json, read_body
 from cncwear_api.model_holder import ServedModel
 from cncwear_api.models import (
     EXPLAIN_REQUEST_EXAMPLES,
@@ -34,7 +34,7 @@ from cncwear_api.models import (
     ProblemsResponse,
     ShapExplanationPublic,
 )
-from cncwear_api.routes.predict import FIELDS_PER_COLUMN, read_body
+from cncwear_api.routes.predict import FIELDS_PER_COLUMN
 
 router = APIRouter(tags=["explain"])
 
@@ -121,11 +121,7 @@ async def global_view(request: Request, served: CurrentModel) -> GlobalViewPubli
 def _parse(body: bytes, max_fields: int) -> ExplainRequest:
     """JSON (NaN and Infinity let through, to be named by column; a key given twice refused), the
     row's width, the shape."""
-    try:
-        parsed = jiter.from_json(body, allow_inf_nan=True, catch_duplicate_keys=True)
-    except ValueError as error:
-        problem = Problem(column="*", problem=f"body is not valid JSON: {error}")
-        raise InvalidRequestError([problem]) from None
+    parsed = parse_json(body)
     row = parsed.get("row") if isinstance(parsed, dict) else None
     if isinstance(row, dict) and len(row) > max_fields:
         raise InvalidRequestError([Problem(column="row", problem=f"more than {max_fields} fields")])

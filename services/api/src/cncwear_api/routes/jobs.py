@@ -12,7 +12,7 @@ from pydantic import BaseModel, Field
 from starlette.concurrency import run_in_threadpool
 
 from cncwear.jobs import Job, JobStore, RetrainRequest
-from cncwear_api.deps import WriteAccess
+from cncwear_api.deps import NoDuplicateKeys, WriteAccess
 from cncwear_api.errors import InvalidRequestError
 from cncwear_api.models import ErrorResponse, Problem, ProblemsResponse
 
@@ -60,7 +60,7 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     "/retrain",
     status_code=202,
     response_model=RetrainAccepted,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, NoDuplicateKeys],
     summary="Queue a retrain",
     description=(
         "Queues a retrain for the trainer workers and answers at once with the job id; "

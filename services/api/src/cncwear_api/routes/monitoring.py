@@ -14,7 +14,7 @@ from cncwear.drift import FeatureDrift
 from cncwear.monitoring import LivePerformance
 from cncwear.scoring import THRESHOLD
 from cncwear_api.batch import to_batch
-from cncwear_api.deps import CurrentModel, WriteAccess
+from cncwear_api.deps import CurrentModel, NoDuplicateKeys, WriteAccess
 from cncwear_api.errors import ConflictError, InvalidRequestError, NotFoundError, ServiceOffError
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.model_holder import ServedModel
@@ -224,7 +224,7 @@ def _binned(values: np.ndarray, edges: list[float]) -> Histogram:
 @router.post(
     "/feedback",
     response_model=FeedbackAccepted,
-    dependencies=[WriteAccess],
+    dependencies=[WriteAccess, NoDuplicateKeys],
     summary="Ground truth for earlier predictions",
     description=(
         "The real state of the tool for an earlier `/predict` request (by its `request_id`; "

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Any
 
-import jiter
 import numpy as np
 from fastapi import APIRouter, Request
 from pydantic import ValidationError
@@ -16,6 +15,7 @@ from cncwear.scoring import THRESHOLD
 from cncwear_api.batch import Batch, to_batch
 from cncwear_api.deps import CurrentModel
 from cncwear_api.errors import InvalidRequestError, PayloadTooLargeError, problems_from_validation
+from cncwear_api.json_body import parse_json, read_body
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.model_holder import ServedModel
 from cncwear_api.models import (
@@ -127,31 +127,12 @@ def _answer(
     }
 
 
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
-
-
 def _parse(body: bytes, max_rows: int, max_fields: int) -> PredictRequest:
     """JSON (a fast parser; NaN and Infinity are let through, to be named by row and column; a key
     given twice in one object is refused: which value was meant?), then the sizes, then the shape
     of the request. Cells are checked later, against the model's schema:
     the work done on a bad body stays bounded by the limits."""
-    try:
-        parsed = jiter.from_json(body, allow_inf_nan=True, catch_duplicate_keys=True)
-    except ValueError as error:
-        problem = Problem(column="*", problem=f"body is not valid JSON: {error}")
-        raise InvalidRequestError([problem]) from None
+    parsed = parse_json(body)
     columns = None
     if isinstance(parsed, dict):
         _check_sizes(parsed, max_rows, max_fields)
