@@ -80,7 +80,12 @@ def run_engine(name: str, seconds: float, stride: int, n_jobs: int) -> dict[str,
         split = holdout_split(dataset, settings.holdout_fraction, settings.seed)
         train = dataset.subset(split.train_experiments)
         holdout = dataset.subset(split.holdout_experiments)
-        budget = replace(BUDGETS[Budget.FULL], automl_seconds=seconds, search_row_stride=stride)
+        budget = replace(
+            BUDGETS[Budget.FULL],
+            automl_seconds=seconds,
+            autosklearn_seconds=seconds,
+            search_row_stride=stride,
+        )
         context = FitContext(
             budget=budget,
             seed=settings.seed,

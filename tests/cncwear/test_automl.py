@@ -391,7 +391,7 @@ def test_rebuilt_estimators_predict_like_auto_sklearns_own_pipelines(
 def test_flaml_searches_on_grouped_folds_and_returns_an_unfitted_estimator(
     engineered: Engineered,
 ) -> None:
-    result = FlamlEngine().search(
+    result = FlamlEngine(n_jobs=2).search(
         engineered.x, engineered.y, engineered.groups, seconds=5, seed=42, cv_folds=3
     )
     assert result.engine == "flaml" and result.engine_version
@@ -399,6 +399,8 @@ def test_flaml_searches_on_grouped_folds_and_returns_an_unfitted_estimator(
     assert not hasattr(result.estimator, "classes_")  # unfitted: the candidate refits it
     assert result.validation_accuracy is not None and 0.5 < result.validation_accuracy <= 1.0
     assert result.configuration["estimator"] in FlamlEngine().estimators
+    assert 0.0 <= result.details["seconds_to_best"] <= 5.0 + 1.0  # when the best one was found
+    assert result.details["trials"] >= 1
 
 
 def test_auto_sklearn_searches_on_the_folds_of_the_other_candidates(
@@ -461,7 +463,7 @@ def test_a_retrain_with_auto_sklearn_promotes_a_plain_pipeline_and_records_the_s
 ) -> None:
     settings = configure(automl_engine="auto-sklearn", autosklearn_python=sidecar.python)
     fast = cncwear.budget.BUDGETS[Budget.FAST]
-    monkeypatch.setitem(cncwear.budget.BUDGETS, Budget.FAST, replace(fast, automl_seconds=40))
+    monkeypatch.setitem(cncwear.budget.BUDGETS, Budget.FAST, replace(fast, autosklearn_seconds=40))
     report = retrain(settings, candidates=["automl", "baseline"])
     automl = report.candidates[0]
     assert automl.error is None, automl.error

@@ -152,7 +152,7 @@ class AutoMLCandidate:
             engineered,
             sample.labels,
             sample.groups,
-            seconds=context.budget.automl_seconds,
+            seconds=context.budget.automl_seconds_for(self.engine.name),
             seed=context.seed,
             cv_folds=context.budget.cv_folds,
         )

@@ -98,8 +98,8 @@ class Settings(BaseSettings):
     automl_engine: AutoMLEngineName = AutoMLEngineName.FLAML
     """AutoML engine of the AutoML candidate: ``flaml`` (in process), ``auto-sklearn`` (in its
     Python 3.9 sidecar), or ``auto``: auto-sklearn when its sidecar is available, else flaml.
-    FLAML by default: with the full budget's two minutes on 2 cores, auto-sklearn completes about
-    six evaluations and scored lower in grouped cross-validation inside the training experiments
+    FLAML by default: given the same two minutes on 2 cores, auto-sklearn completed about six
+    evaluations and scored lower in grouped cross-validation inside the training experiments
     (0.849 against FLAML's 0.874, ``bench/automl.py``), with twice the memory."""
 
     autosklearn_python: Path | None = None
