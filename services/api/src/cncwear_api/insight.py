@@ -8,6 +8,7 @@ logged and leaves them empty, never fails the load (they are information, not th
 from __future__ import annotations
 
 import logging
+from dataclasses import asdict
 from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
@@ -20,7 +21,6 @@ from cncwear.profile import feature_histograms
 from cncwear.schema import LABEL_COLUMN, LABELS
 from cncwear.store import LoadedModel, ModelStore, RetrainSummary
 from cncwear_api.models import (
-    CandidatePublic,
     ConfusionMatrix,
     ExampleRow,
     FeatureDistribution,
@@ -143,19 +143,6 @@ def recent_retrains(store: ModelStore, limit: int) -> list[RetrainPublic]:
 
 
 def _retrain(summary: RetrainSummary) -> RetrainPublic:
-    return RetrainPublic(
-        run_id=summary.run_id,
-        started_at=datetime.fromtimestamp(summary.started_at_ms / 1000, tz=UTC),
-        status=summary.status,
-        reason=summary.reason,
-        budget=summary.budget,
-        job_id=summary.job_id,
-        winner=summary.winner,
-        registered_version=summary.registered_version,
-        decision=summary.decision,
-        decision_reason=summary.decision_reason,
-        candidates=[
-            CandidatePublic(name=c.name, run_id=c.run_id, metrics=c.metrics, error=c.error)
-            for c in summary.candidates
-        ],
-    )
+    fields = asdict(summary)
+    started_at = datetime.fromtimestamp(fields.pop("started_at_ms") / 1000, tz=UTC)
+    return RetrainPublic.model_validate({**fields, "started_at": started_at})

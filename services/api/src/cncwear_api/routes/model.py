@@ -19,6 +19,7 @@ from cncwear_api.models import (
     RetrainPublic,
     TrainingDistributions,
 )
+from cncwear_api.routes import NO_CHAMPION
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -32,7 +33,7 @@ router = APIRouter(prefix="/model", tags=["model"])
         "held-out experiments (the ones to trust) and, labelled as leaky, the random row split "
         "figure; and how it is served (onnxruntime or scikit-learn, with the measured parity)."
     ),
-    responses={503: {"model": ErrorResponse, "description": "No champion model loaded yet"}},
+    responses=NO_CHAMPION,
 )
 async def get_model(served: CurrentModel) -> ModelPublic:
     return served.card
@@ -69,7 +70,7 @@ async def refresh_model(holder: HolderDep) -> ModelPublic:
         "beside them for comparison. Curves are null for versions trained before they were "
         "recorded."
     ),
-    responses={503: {"model": ErrorResponse, "description": "No champion model loaded yet"}},
+    responses=NO_CHAMPION,
 )
 async def get_evaluation(served: CurrentModel) -> ModelEvaluation:
     return served.evaluation
@@ -84,7 +85,7 @@ async def get_evaluation(served: CurrentModel) -> ModelEvaluation:
         "profile logged with the model, the one drift monitoring compares against), the class "
         "balance and the predicted wear probability on the held-out experiments."
     ),
-    responses={503: {"model": ErrorResponse, "description": "No champion model loaded yet"}},
+    responses=NO_CHAMPION,
 )
 async def get_distributions(served: CurrentModel) -> TrainingDistributions:
     return served.distributions
@@ -99,7 +100,7 @@ async def get_distributions(served: CurrentModel) -> TrainingDistributions:
         "true label: ready to send to `/predict` or `/explain`. Read from the training data "
         "folder (`CNCWEAR_DATA_DIR`) once, then cached."
     ),
-    responses={503: {"model": ErrorResponse, "description": "No champion model loaded yet"}},
+    responses=NO_CHAMPION,
 )
 async def get_examples(
     served: CurrentModel,

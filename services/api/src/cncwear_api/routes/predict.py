@@ -28,6 +28,7 @@ from cncwear_api.models import (
 )
 from cncwear_api.monitor import LiveMonitoring
 from cncwear_api.responses import FastJSONResponse
+from cncwear_api.routes import NO_CHAMPION
 from cncwear_api.settings import ApiSettings
 
 router = APIRouter(tags=["predict"])
@@ -56,7 +57,7 @@ UNWORN, WORN = CLASS_NAMES
         401: {"model": ErrorResponse, "description": "Token required (when reads are closed)"},
         413: {"model": ErrorResponse, "description": "Body or batch over the size limit"},
         422: {"model": ProblemsResponse, "description": "Bad rows: every problem by row/column"},
-        503: {"model": ErrorResponse, "description": "No champion model loaded yet"},
+        **NO_CHAMPION,
     },
     openapi_extra={
         "requestBody": {
