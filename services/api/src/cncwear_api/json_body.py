@@ -1,4 +1,5 @@
-"""Reading and parsing JSON request bodies, the same way on every route.
+"""Parsing JSON request bodies, the same way on every route. (Their size is limited once, for every
+route, by the request middleware, as they are received.)
 
 One parser for all bodies: jiter, fast on large batches, which lets ``NaN`` and ``Infinity``
 through (so that they are named by row and column later, not refused as bad JSON) and refuses a key
@@ -13,23 +14,8 @@ from typing import Any
 import jiter
 from fastapi import Request
 
-from cncwear_api.errors import InvalidRequestError, PayloadTooLargeError
+from cncwear_api.errors import InvalidRequestError
 from cncwear_api.models import Problem
-
-
-async def read_body(request: Request, limit: int) -> bytes:
-    """The body, refused with 413 as soon as it is known to exceed ``limit`` bytes."""
-    declared = request.headers.get("content-length", "")
-    if declared.isdigit() and int(declared) > limit:
-        raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-    chunks: list[bytes] = []
-    size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise PayloadTooLargeError(f"the request body exceeds the limit of {limit} bytes")
-        chunks.append(chunk)
-    return b"".join(chunks)
 
 
 def parse_json(body: bytes) -> Any:

@@ -17,7 +17,7 @@ from cncwear_api.batch import Batch, to_batch
 from cncwear_api.deps import CurrentModel
 from cncwear_api.errors import InvalidRequestError, problems_from_validation
 from cncwear_api.explaining import ExplainRunner
-from cncwear_api.json_body import parse_json, read_body
+from cncwear_api.json_body import parse_json
 from cncwear_api.model_holder import ServedModel
 from cncwear_api.models import (
     EXPLAIN_REQUEST_EXAMPLES,
@@ -91,7 +91,7 @@ PUBLIC: dict[ExplainMethod, type[ExplanationPublic]] = {
     },
 )
 async def explain(request: Request, served: CurrentModel) -> Any:
-    body = await read_body(request, request.state.settings.max_body_bytes)
+    body = await request.body()  # its size limited by the request middleware
     payload = _parse(body, FIELDS_PER_COLUMN * len(served.input_columns))
     method = ExplainMethod.parse(payload.method)
     batch = _one_row(payload, served)

@@ -15,7 +15,7 @@ from cncwear.scoring import THRESHOLD
 from cncwear_api.batch import Batch, to_batch
 from cncwear_api.deps import CurrentModel
 from cncwear_api.errors import InvalidRequestError, PayloadTooLargeError, problems_from_validation
-from cncwear_api.json_body import parse_json, read_body
+from cncwear_api.json_body import parse_json
 from cncwear_api.metrics import ApiMetrics
 from cncwear_api.model_holder import ServedModel
 from cncwear_api.models import (
@@ -75,7 +75,7 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     # Settings and metrics straight from the lifespan state: every dependency costs on this path.
     settings: ApiSettings = request.state.settings
     metrics: ApiMetrics = request.state.metrics
-    body = await read_body(request, settings.max_body_bytes)
+    body = await request.body()  # its size limited by the request middleware
     payload = _parse(body, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns))
     try:
         if served.compiled is not None and payload.row_count <= INLINE_ROWS:
