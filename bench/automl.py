@@ -2,8 +2,10 @@
 
 Each engine runs the AutoML candidate exactly as a retrain does: on the retrain's training
 experiments (holdout split of ``CNCWEAR_SEED``), engineered features of every ``--stride``-th row
-for the search, grouped folds, the same time budget and seed; then the configuration it found is
-refit inside the feature pipeline on all training rows. Printed for each engine:
+for the search, grouped folds, the same seed; auto-sklearn gets ``--seconds``, FLAML the full
+budget's number of trials (``--flaml-iterations`` to change it), and both are timed; then the
+configuration it found is refit inside the feature pipeline on all training rows. Printed for each
+engine:
 
 - grouped accuracy of the refit pipeline: rows of the held-out experiments, and experiments right
   by majority vote;
@@ -14,7 +16,8 @@ refit inside the feature pipeline on all training rows. Printed for each engine:
 
 Each engine runs in a fresh process, one after the other, so their memory does not mix.
 
-Usage: uv run python bench/automl.py [--seconds 120] [--stride 4] [--n-jobs 1]
+Usage: uv run python bench/automl.py [--seconds 120] [--flaml-iterations 500] [--stride 4]
+       [--n-jobs 1]
 """
 
 from __future__ import annotations
@@ -35,7 +38,8 @@ ENGINES = ("auto-sklearn", "flaml")
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--seconds", type=float, default=120.0, help="budget of each engine")
+    parser.add_argument("--seconds", type=float, default=120.0, help="auto-sklearn's budget")
+    parser.add_argument("--flaml-iterations", type=int, help="FLAML's trials (default: full)")
     parser.add_argument("--stride", type=int, default=4, help="search rows: every n-th row")
     parser.add_argument("--n-jobs", type=int, default=1, help="auto-sklearn's parallel runs")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
@@ -43,17 +47,29 @@ def main() -> None:
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
-        print(json.dumps(run_engine(args.worker, args.seconds, args.stride, args.n_jobs)))
+        print(
+            json.dumps(
+                run_engine(
+                    args.worker, args.seconds, args.flaml_iterations, args.stride, args.n_jobs
+                )
+            )
+        )
         return
 
-    results: dict[str, Any] = {"seconds": args.seconds, "stride": args.stride, "engines": {}}
+    results: dict[str, Any] = {
+        "seconds": args.seconds,
+        "flaml_iterations": args.flaml_iterations,
+        "stride": args.stride,
+        "engines": {},
+    }
     for engine in args.engines:
-        print(f"running {engine} ({args.seconds:.0f} s budget) ...", file=sys.stderr, flush=True)
+        print(f"running {engine} ...", file=sys.stderr, flush=True)
         results["engines"][engine] = measured(
             [
                 *(sys.executable, __file__, "--worker", engine),
                 *("--seconds", str(args.seconds), "--stride", str(args.stride)),
                 *("--n-jobs", str(args.n_jobs)),
+                *(("--flaml-iterations", str(args.flaml_iterations)) * bool(args.flaml_iterations)),
             ]
         )
     print_table(results)
@@ -62,7 +78,9 @@ def main() -> None:
     print(f"\nwritten to {args.output}")
 
 
-def run_engine(name: str, seconds: float, stride: int, n_jobs: int) -> dict[str, Any]:
+def run_engine(
+    name: str, seconds: float, flaml_iterations: int | None, stride: int, n_jobs: int
+) -> dict[str, Any]:
     """One engine, as the AutoML candidate of a retrain runs it (in this worker process)."""
     import logging
 
@@ -82,8 +100,8 @@ def run_engine(name: str, seconds: float, stride: int, n_jobs: int) -> dict[str,
         holdout = dataset.subset(split.holdout_experiments)
         budget = replace(
             BUDGETS[Budget.FULL],
-            automl_seconds=seconds,
             autosklearn_seconds=seconds,
+            flaml_iterations=flaml_iterations or BUDGETS[Budget.FULL].flaml_iterations,
             search_row_stride=stride,
         )
         context = FitContext(
@@ -112,7 +130,7 @@ def run_engine(name: str, seconds: float, stride: int, n_jobs: int) -> dict[str,
         "configuration": details["configuration"],
         "trials": details.get("trials"),
         "statuses": details.get("statuses"),
-        "budget_seconds": details.get("budget_seconds", seconds),
+        "budget_seconds": details.get("budget_seconds"),
     }
 
 
@@ -165,8 +183,10 @@ def tree_rss(root: int) -> int:
 
 
 def print_table(results: dict[str, Any]) -> None:
+    trials = results["flaml_iterations"] or "the full budget's"
     print(
-        f"\nAutoML engines, {results['seconds']:.0f} s budget each, search on every "
+        f"\nAutoML engines: auto-sklearn {results['seconds']:.0f} s, FLAML {trials} trials; "
+        f"search on every "
         f"{results['stride']}th training row, grouped folds; refit on all training rows"
     )
     header = (

@@ -152,9 +152,8 @@ class AutoMLCandidate:
             engineered,
             sample.labels,
             sample.groups,
-            seconds=context.budget.automl_seconds_for(self.engine.name),
+            budget=context.budget,
             seed=context.seed,
-            cv_folds=context.budget.cv_folds,
         )
         final = build_pipeline(result.estimator, use_identifying_columns=use_ids, seed=context.seed)
         fit_with_cores(

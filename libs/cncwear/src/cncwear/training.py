@@ -161,9 +161,7 @@ def retrain(
             errors = "; ".join(f"{r.name}: {r.error}" for r in reports)
             raise TrainingError(f"no candidate could be trained: {errors}")
 
-        winner = max(
-            fitted, key=lambda r: (r.score(settings.promotion_metric), r.cv_accuracy or -1.0)
-        )
+        winner = choose_winner(fitted, settings.promotion_metric)
         report_progress("registering", 90.0)
         version = _register(store, winner, dataset.content_hash, run_id, job_id)
         attach_compiled_form(store, version, registered_pipeline(store, version), holdout.rows)
@@ -198,6 +196,12 @@ def retrain(
         warnings=warnings,
         seconds=time.perf_counter() - started,
     )
+
+
+def choose_winner(reports: Sequence[CandidateReport], metric: str) -> CandidateReport:
+    """The best candidate on the held-out experiments; a tie goes to the better grouped CV score,
+    which is measured inside the training experiments."""
+    return max(reports, key=lambda r: (r.score(metric), r.cv_accuracy or -1.0))
 
 
 def _train_candidate(
