@@ -12,9 +12,13 @@ thesis), on the same cores:
   resampling experiments, and the number of experiments right by majority vote.
 
 The configurations are chosen inside the training experiments only (grouped CV, then the holdout);
-LOEO refits them without looking at any score on the left-out experiment.
+LOEO refits them without looking at any score on the left-out experiment. The winner's
+configuration was still chosen on a holdout made of experiments that LOEO later leaves out, so
+``--nested`` also runs the whole retrain procedure (searches, holdout, choice of the winner) on
+each 17 experiments and scores the 18th with what it chose: the estimate that shares nothing with
+the experiment it scores (18 retrains; about 15 minutes on 2 cores at the full budget).
 
-Usage: uv run python bench/train.py [--budget full|fast] [--skip-thesis] [--n-jobs 2]
+Usage: uv run python bench/train.py [--budget full|fast] [--skip-thesis] [--nested] [--n-jobs 2]
 """
 
 from __future__ import annotations
@@ -23,6 +27,7 @@ import argparse
 import json
 import tempfile
 import time
+from collections import Counter
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +38,8 @@ from sklearn.model_selection import KFold, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from cncwear.candidates import DECISION_TREE_GRID, RANDOM_FOREST_GRID
+from cncwear.budget import BUDGETS
+from cncwear.candidates import DECISION_TREE_GRID, RANDOM_FOREST_GRID, FitContext
 from cncwear.dataset import Dataset, load_dataset
 from cncwear.evaluation import (
     bootstrap_over_experiments,
@@ -44,8 +50,8 @@ from cncwear.evaluation import (
 )
 from cncwear.features import build_pipeline
 from cncwear.schema import EXPERIMENT_COLUMN
-from cncwear.settings import Budget, Settings
-from cncwear.training import retrain
+from cncwear.settings import DEFAULT_CANDIDATES, Budget, Settings
+from cncwear.training import CandidateReport, choose_winner, make_candidate, retrain
 
 THESIS_SEARCHES = {"decision_tree": (200, 5), "random_forest": (10, 3)}
 
@@ -54,6 +60,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--budget", type=Budget, default=Budget.FULL)
     parser.add_argument("--skip-thesis", action="store_true")
+    parser.add_argument("--nested", action="store_true", help="also the nested LOEO (slow)")
     parser.add_argument("--n-jobs", type=int, default=2)
     parser.add_argument("--output", type=Path, default=Path("bench/results/train.json"))
     args = parser.parse_args()
@@ -86,6 +93,9 @@ def main() -> None:
             },
         }
         print_ours(result["cncwear"])
+        if args.nested:
+            result["cncwear"]["nested_loeo"] = nested_loeo(dataset, settings, args.budget)
+            print_nested(result["cncwear"]["nested_loeo"])
         if not args.skip_thesis:
             result["thesis"] = thesis(dataset, split.train_experiments, settings, args.n_jobs)
             print_thesis(result["thesis"])
@@ -107,14 +117,67 @@ def main() -> None:
 def loeo(pipeline: Pipeline, dataset: Dataset, *, seed: int) -> dict[str, Any]:
     """Refit a configuration on 17 experiments and score the 18th, for each experiment."""
     probability = np.empty(len(dataset.rows))
-    groups = dataset.groups
     started = time.perf_counter()
     for experiment in dataset.experiments:
-        held = groups == experiment
+        held = dataset.groups == experiment
         train = dataset.subset([e for e in dataset.experiments if e != experiment])
         model = clone(pipeline).fit(train.rows[list(pipeline.feature_names_in_)], train.labels)
-        rows = dataset.rows[held]
-        probability[held] = model.predict_proba(rows[list(pipeline.feature_names_in_)])[:, 1]
+        probability[held] = worn_probability(model, dataset.subset([experiment]))
+    return loeo_summary(dataset, probability, seed=seed, started=started)
+
+
+def nested_loeo(dataset: Dataset, settings: Settings, budget: Budget) -> dict[str, Any]:
+    """The whole retrain procedure on 17 experiments (its own holdout split of them, searches,
+    choice of the winner, without MLflow), scoring the 18th with the winner, for each experiment."""
+    context = FitContext(
+        budget=BUDGETS[budget],
+        seed=settings.seed,
+        use_identifying_columns=settings.use_identifying_columns,
+        n_jobs=settings.n_jobs,
+    )
+    probability = np.empty(len(dataset.rows))
+    folds: dict[int, dict[str, Any]] = {}
+    started = time.perf_counter()
+    for experiment in (int(e) for e in dataset.experiments):
+        rest = dataset.subset([e for e in dataset.experiments if e != experiment])
+        split = holdout_split(rest, settings.holdout_fraction, settings.seed)
+        train = rest.subset(split.train_experiments)
+        holdout = rest.subset(split.holdout_experiments)
+        reports = []
+        for name in DEFAULT_CANDIDATES:
+            fitted = make_candidate(name, settings).fit(train, context)
+            reports.append(
+                CandidateReport(
+                    name=name.value,
+                    cv_accuracy=fitted.cv_accuracy,
+                    holdout=evaluate(fitted.pipeline, holdout),
+                    fit_seconds=fitted.fit_seconds,
+                    pipeline=fitted.pipeline,
+                )
+            )
+        winner = choose_winner(reports, settings.promotion_metric)
+        assert winner.pipeline is not None
+        probability[dataset.groups == experiment] = worn_probability(
+            winner.pipeline, dataset.subset([experiment])
+        )
+        folds[experiment] = {
+            "winner": winner.name,
+            "seconds": {r.name: round(r.fit_seconds, 1) for r in reports},
+        }
+        print(f"  nested fold {experiment:>2}: {folds[experiment]}", flush=True)
+    summary = loeo_summary(dataset, probability, seed=settings.seed, started=started)
+    return {**summary, "folds": folds}
+
+
+def worn_probability(model: Pipeline, dataset: Dataset) -> np.ndarray:
+    rows = dataset.rows[list(model.feature_names_in_)]
+    return np.asarray(model.predict_proba(rows)[:, 1])
+
+
+def loeo_summary(
+    dataset: Dataset, probability: np.ndarray, *, seed: int, started: float
+) -> dict[str, Any]:
+    groups = dataset.groups
     scores = score_predictions(dataset.labels, probability, groups)
     sizes = dataset.rows.groupby(EXPERIMENT_COLUMN).size()
     rows_per = dict(zip(sizes.index.astype(int).tolist(), sizes.tolist(), strict=True))
@@ -204,6 +267,13 @@ def print_thesis(found: dict[str, Any]) -> None:
             f"{c['holdout_accuracy']:.3f}  leaky row-split acc {c['leaky_row_split_accuracy']:.3f}"
         )
     print_loeo(found["winner"], found["loeo"])
+
+
+def print_nested(result: dict[str, Any]) -> None:
+    print(f"\nnested LOEO: the whole retrain on each 17 experiments, {result['seconds']:.0f} s")
+    winners = Counter(fold["winner"] for fold in result["folds"].values())
+    print(f"  winners chosen: {dict(winners)}")
+    print_loeo("of each fold", result)
 
 
 def print_loeo(winner: str, result: dict[str, Any]) -> None:
