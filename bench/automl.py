@@ -33,13 +33,21 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
+from cncwear.budget import BUDGETS
+from cncwear.settings import Budget
+
 ENGINES = ("auto-sklearn", "flaml")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seconds", type=float, default=120.0, help="auto-sklearn's budget")
-    parser.add_argument("--flaml-iterations", type=int, help="FLAML's trials (default: full)")
+    parser.add_argument(
+        "--flaml-iterations",
+        type=int,
+        default=BUDGETS[Budget.FULL].flaml_iterations,
+        help="FLAML's trials",
+    )
     parser.add_argument("--stride", type=int, default=4, help="search rows: every n-th row")
     parser.add_argument("--n-jobs", type=int, default=1, help="auto-sklearn's parallel runs")
     parser.add_argument("--engines", nargs="+", default=list(ENGINES), choices=ENGINES)
@@ -69,7 +77,7 @@ def main() -> None:
                 *(sys.executable, __file__, "--worker", engine),
                 *("--seconds", str(args.seconds), "--stride", str(args.stride)),
                 *("--n-jobs", str(args.n_jobs)),
-                *(("--flaml-iterations", str(args.flaml_iterations)) * bool(args.flaml_iterations)),
+                *("--flaml-iterations", str(args.flaml_iterations)),
             ]
         )
     print_table(results)
@@ -79,17 +87,16 @@ def main() -> None:
 
 
 def run_engine(
-    name: str, seconds: float, flaml_iterations: int | None, stride: int, n_jobs: int
+    name: str, seconds: float, flaml_iterations: int, stride: int, n_jobs: int
 ) -> dict[str, Any]:
     """One engine, as the AutoML candidate of a retrain runs it (in this worker process)."""
     import logging
 
     from cncwear.automl import get_engine
-    from cncwear.budget import BUDGETS
     from cncwear.candidates import AutoMLCandidate, FitContext
     from cncwear.dataset import load_dataset
     from cncwear.evaluation import evaluate, holdout_split
-    from cncwear.settings import AutoMLEngineName, Budget, Settings
+    from cncwear.settings import AutoMLEngineName, Settings
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="cncwear-bench-automl-") as home:
@@ -101,15 +108,10 @@ def run_engine(
         budget = replace(
             BUDGETS[Budget.FULL],
             autosklearn_seconds=seconds,
-            flaml_iterations=flaml_iterations or BUDGETS[Budget.FULL].flaml_iterations,
+            flaml_iterations=flaml_iterations,
             search_row_stride=stride,
         )
-        context = FitContext(
-            budget=budget,
-            seed=settings.seed,
-            use_identifying_columns=settings.use_identifying_columns,
-            n_jobs=n_jobs,
-        )
+        context = FitContext.from_settings(settings, budget)
         candidate = AutoMLCandidate(engine=get_engine(AutoMLEngineName(name), settings))
         started = time.perf_counter()
         fitted = candidate.fit(train, context)
@@ -183,11 +185,10 @@ def tree_rss(root: int) -> int:
 
 
 def print_table(results: dict[str, Any]) -> None:
-    trials = results["flaml_iterations"] or "the full budget's"
     print(
-        f"\nAutoML engines: auto-sklearn {results['seconds']:.0f} s, FLAML {trials} trials; "
-        f"search on every "
-        f"{results['stride']}th training row, grouped folds; refit on all training rows"
+        f"\nAutoML engines: auto-sklearn {results['seconds']:.0f} s, FLAML "
+        f"{results['flaml_iterations']} trials; search on every {results['stride']}th training "
+        "row, grouped folds; refit on all training rows"
     )
     header = (
         f"{'engine':<22} {'holdout acc':>11} {'exp. right':>10} {'engine CV':>9} "

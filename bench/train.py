@@ -16,7 +16,7 @@ LOEO refits them without looking at any score on the left-out experiment. The wi
 configuration was still chosen on a holdout made of experiments that LOEO later leaves out, so
 ``--nested`` also runs the whole retrain procedure (searches, holdout, choice of the winner) on
 each 17 experiments and scores the 18th with what it chose: the estimate that shares nothing with
-the experiment it scores (18 retrains; about 15 minutes on 2 cores at the full budget).
+the experiment it scores (18 retrains; about 30 minutes on 2 cores at the full budget).
 
 Usage: uv run python bench/train.py [--budget full|fast] [--skip-thesis] [--nested] [--n-jobs 2]
 """
@@ -129,12 +129,7 @@ def loeo(pipeline: Pipeline, dataset: Dataset, *, seed: int) -> dict[str, Any]:
 def nested_loeo(dataset: Dataset, settings: Settings, budget: Budget) -> dict[str, Any]:
     """The whole retrain procedure on 17 experiments (its own holdout split of them, searches,
     choice of the winner, without MLflow), scoring the 18th with the winner, for each experiment."""
-    context = FitContext(
-        budget=BUDGETS[budget],
-        seed=settings.seed,
-        use_identifying_columns=settings.use_identifying_columns,
-        n_jobs=settings.n_jobs,
-    )
+    context = FitContext.from_settings(settings, BUDGETS[budget])
     probability = np.empty(len(dataset.rows))
     folds: dict[int, dict[str, Any]] = {}
     started = time.perf_counter()

@@ -28,6 +28,7 @@ from cncwear.budget import SearchBudget
 from cncwear.dataset import Dataset
 from cncwear.features import build_pipeline
 from cncwear.schema import EXPERIMENT_COLUMN
+from cncwear.settings import Settings
 
 
 @dataclass(frozen=True)
@@ -36,6 +37,15 @@ class FitContext:
     seed: int
     use_identifying_columns: bool
     n_jobs: int = 1
+
+    @classmethod
+    def from_settings(cls, settings: Settings, budget: SearchBudget) -> FitContext:
+        return cls(
+            budget=budget,
+            seed=settings.seed,
+            use_identifying_columns=settings.use_identifying_columns,
+            n_jobs=settings.n_jobs,
+        )
 
 
 @dataclass

@@ -121,12 +121,7 @@ def retrain(
         dataset.subset(split.train_experiments),
         dataset.subset(split.holdout_experiments),
     )
-    context = FitContext(
-        budget=BUDGETS[budget],
-        seed=settings.seed,
-        use_identifying_columns=settings.use_identifying_columns,
-        n_jobs=settings.n_jobs,
-    )
+    context = FitContext.from_settings(settings, BUDGETS[budget])
     run_tags = {Tag.DATA_HASH: dataset.content_hash, "reason": reason, "budget": budget.value}
     if job_id:
         run_tags[Tag.JOB_ID] = job_id
