@@ -33,8 +33,8 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cncwear.budget import BUDGETS
-from cncwear.settings import Budget
+from cncwear.core.settings import Budget
+from cncwear.training.budget import BUDGETS
 
 ENGINES = ("auto-sklearn", "flaml")
 
@@ -92,11 +92,11 @@ def run_engine(
     """One engine, as the AutoML candidate of a retrain runs it (in this worker process)."""
     import logging
 
-    from cncwear.automl import get_engine
-    from cncwear.candidates import AutoMLCandidate, FitContext
-    from cncwear.dataset import load_dataset
-    from cncwear.evaluation import evaluate, holdout_split
-    from cncwear.settings import AutoMLEngineName, Settings
+    from cncwear.core.settings import AutoMLEngineName, Settings
+    from cncwear.data.dataset import load_dataset
+    from cncwear.training.automl.engines import get_engine
+    from cncwear.training.candidates import AutoMLCandidate, FitContext
+    from cncwear.training.evaluation import evaluate, holdout_split
 
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     with tempfile.TemporaryDirectory(prefix="cncwear-bench-automl-") as home:

@@ -33,14 +33,14 @@ from typing import IO, Any
 import httpx
 import numpy as np
 
-from cncwear.dataset import load_dataset
-from cncwear.store import ModelStore
-from cncwear_api.batch import to_batch
-from cncwear_api.metrics import ApiMetrics
-from cncwear_api.model_holder import load_served_model
-from cncwear_api.models import PredictRequest
-from cncwear_api.monitor import LiveMonitoring
-from cncwear_api.settings import ApiSettings
+from cncwear.data.dataset import load_dataset
+from cncwear.registry.store import ModelStore
+from cncwear_api.core.metrics import ApiMetrics
+from cncwear_api.core.settings import ApiSettings
+from cncwear_api.schemas import PredictRequest
+from cncwear_api.serving.batch import to_batch
+from cncwear_api.serving.holder import load_served_model
+from cncwear_api.serving.live_monitoring import LiveMonitoring
 
 BIN = Path(sys.executable).parent
 RESULTS = Path(__file__).parent / "results"

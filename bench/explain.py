@@ -37,9 +37,12 @@ from sklearn.base import ClassifierMixin
 from sklearn.ensemble import HistGradientBoostingClassifier, RandomForestClassifier
 from sklearn.pipeline import Pipeline
 
-from cncwear.dataset import load_dataset
-from cncwear.errors import NoChampionError
-from cncwear.evaluation import holdout_split
+from cncwear.core.errors import NoChampionError
+from cncwear.core.schema import input_columns, validate_rows
+from cncwear.core.settings import Settings
+from cncwear.data.dataset import load_dataset
+from cncwear.data.features import build_pipeline
+from cncwear.data.profile import build_profile
 from cncwear.explain import (
     AnchorExplanation,
     Explainers,
@@ -47,11 +50,8 @@ from cncwear.explain import (
     LimeExplanation,
     ShapExplanation,
 )
-from cncwear.features import build_pipeline
-from cncwear.profile import build_profile
-from cncwear.schema import input_columns, validate_rows
-from cncwear.settings import Settings
-from cncwear.store import ModelStore
+from cncwear.registry.store import ModelStore
+from cncwear.training.evaluation import holdout_split
 
 TARGETS = {
     ("forest", "shap"): 0.300,

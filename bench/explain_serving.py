@@ -26,9 +26,9 @@ from typing import Any
 import httpx
 import numpy as np
 
-from cncwear.dataset import load_dataset
-from cncwear.schema import input_columns
-from cncwear.settings import get_settings
+from cncwear.core.schema import input_columns
+from cncwear.core.settings import get_settings
+from cncwear.data.dataset import load_dataset
 
 BIN = Path(sys.executable).parent
 

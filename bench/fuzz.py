@@ -26,10 +26,10 @@ import uvicorn
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the fuzzing plan lives in tests/
 
-from cncwear.settings import Settings
-from cncwear.training import retrain
+from cncwear.core.settings import Settings
+from cncwear.training.retrain import retrain
+from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app
-from cncwear_api.settings import ApiSettings
 from tests.reliability.fuzzing import SEED, app_schema, fuzz, plan, refused_without_token
 
 TOKEN = "bench-fuzz-token"

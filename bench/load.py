@@ -37,10 +37,10 @@ import httpx
 import numpy as np
 import redis
 
-from cncwear.dataset import load_dataset
-from cncwear.schema import input_columns
-from cncwear.settings import Settings
-from cncwear.training import retrain
+from cncwear.core.schema import input_columns
+from cncwear.core.settings import Settings
+from cncwear.data.dataset import load_dataset
+from cncwear.training.retrain import retrain
 
 BIN = Path(sys.executable).parent
 TOKEN = "bench-load-token"

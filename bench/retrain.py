@@ -23,9 +23,9 @@ from pathlib import Path
 import httpx
 import redis
 
-from cncwear.dataset import load_dataset
-from cncwear.settings import Budget, Settings
-from cncwear.training import retrain
+from cncwear.core.settings import Budget, Settings
+from cncwear.data.dataset import load_dataset
+from cncwear.training.retrain import retrain
 
 BIN = Path(sys.executable).parent
 

@@ -38,20 +38,20 @@ from sklearn.model_selection import KFold, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-from cncwear.budget import BUDGETS
-from cncwear.candidates import DECISION_TREE_GRID, RANDOM_FOREST_GRID, FitContext
-from cncwear.dataset import Dataset, load_dataset
-from cncwear.evaluation import (
+from cncwear.core.schema import EXPERIMENT_COLUMN
+from cncwear.core.settings import DEFAULT_CANDIDATES, Budget, Settings
+from cncwear.data.dataset import Dataset, load_dataset
+from cncwear.data.features import build_pipeline
+from cncwear.training.budget import BUDGETS
+from cncwear.training.candidates import DECISION_TREE_GRID, RANDOM_FOREST_GRID, FitContext
+from cncwear.training.evaluation import (
     bootstrap_over_experiments,
     evaluate,
     holdout_split,
     leaky_row_split_accuracy,
     score_predictions,
 )
-from cncwear.features import build_pipeline
-from cncwear.schema import EXPERIMENT_COLUMN
-from cncwear.settings import DEFAULT_CANDIDATES, Budget, Settings
-from cncwear.training import CandidateReport, choose_winner, make_candidate, retrain
+from cncwear.training.retrain import CandidateReport, choose_winner, make_candidate, retrain
 
 THESIS_SEARCHES = {"decision_tree": (200, 5), "random_forest": (10, 3)}
 

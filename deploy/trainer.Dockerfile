@@ -26,7 +26,7 @@ ENV UV_COMPILE_BYTECODE=1 \
     UV_LINK_MODE=copy \
     UV_PYTHON_INSTALL_DIR=/opt/python
 RUN --mount=type=cache,target=/root/.cache/uv \
-    --mount=type=bind,source=libs/cncwear/src/cncwear/sidecar,target=/sidecar \
+    --mount=type=bind,source=libs/cncwear/src/cncwear/training/automl/sidecar,target=/sidecar \
     uv python install "${SIDECAR_PYTHON}" \
     && uv venv --python "${SIDECAR_PYTHON}" /opt/autosklearn \
     && uv pip install --python /opt/autosklearn/bin/python \

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds the auto-sklearn sidecar: a Python 3.9 environment with auto-sklearn 0.15.0 and its pinned
-# requirements (libs/cncwear/src/cncwear/sidecar/requirements.txt), in .venv-autosklearn, or in the
+# requirements (libs/cncwear/src/cncwear/training/automl/sidecar/requirements.txt), in .venv-autosklearn, or in the
 # environment whose interpreter CNCWEAR_AUTOSKLEARN_PYTHON names (<env>/bin/python).
 #
 # Idempotent: a stamp of the requirements and the interpreter makes a second run return at once.
@@ -11,7 +11,7 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-SIDECAR_SRC="libs/cncwear/src/cncwear/sidecar"
+SIDECAR_SRC="libs/cncwear/src/cncwear/training/automl/sidecar"
 REQUIREMENTS="$SIDECAR_SRC/requirements.txt"
 BUILD_CONSTRAINTS="$SIDECAR_SRC/build-constraints.txt"
 if [[ -n "${CNCWEAR_AUTOSKLEARN_PYTHON:-}" ]]; then

@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.dataset import Dataset, load_dataset
-from cncwear.settings import BUNDLED_DATA_DIR, Budget, Settings
+from cncwear.core.settings import BUNDLED_DATA_DIR, Budget, Settings
+from cncwear.data.dataset import Dataset, load_dataset
 from tests.helpers import emptied_redis
 
 SUITE_AUTOML_ENGINE = "flaml"

@@ -26,14 +26,14 @@ import pytest
 import redis
 import uvicorn
 
-from cncwear.compiled import CompiledTag
-from cncwear.dataset import Dataset
-from cncwear.schema import input_columns
-from cncwear.settings import Budget, Settings
-from cncwear.store import ModelStore
-from cncwear.training import retrain
+from cncwear.core.schema import input_columns
+from cncwear.core.settings import Budget, Settings
+from cncwear.data.dataset import Dataset
+from cncwear.registry.store import ModelStore
+from cncwear.serving.compiled.export import CompiledTag
+from cncwear.training.retrain import retrain
+from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app
-from cncwear_api.settings import ApiSettings
 
 WAIT_SECONDS = 120.0
 """Upper bound for things that happen in the background (a model load, a swap); tests wait until

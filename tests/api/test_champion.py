@@ -12,10 +12,10 @@ import httpx
 import pandas as pd
 import pytest
 
-from cncwear.events import publish_promotion
-from cncwear.settings import Settings
-from cncwear_api.metrics import ApiMetrics
-from cncwear_api.model_holder import ModelHolder
+from cncwear.core.settings import Settings
+from cncwear.registry.events import publish_promotion
+from cncwear_api.core.metrics import ApiMetrics
+from cncwear_api.serving.holder import ModelHolder
 
 from .conftest import Registry, RunningServer, records, serve, wait_until
 
@@ -123,7 +123,7 @@ def test_an_announced_promotion_swaps_at_once_while_clients_keep_sending(
 def _listening(settings: Settings) -> bool:
     import redis
 
-    from cncwear.events import promotion_channel
+    from cncwear.registry.events import promotion_channel
 
     client = redis.Redis.from_url(settings.redis_url)
     try:

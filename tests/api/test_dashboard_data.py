@@ -10,10 +10,10 @@ import httpx
 import numpy as np
 from pydantic import SecretStr
 
-from cncwear.dataset import Dataset
-from cncwear.evaluation import CURVE_POINTS
-from cncwear.schema import ACTIVE_PROCESSES, LABELS, PROCESS_COLUMN
-from cncwear_api.models import (
+from cncwear.core.schema import ACTIVE_PROCESSES, LABELS, PROCESS_COLUMN
+from cncwear.data.dataset import Dataset
+from cncwear.training.evaluation import CURVE_POINTS
+from cncwear_api.schemas import (
     ExampleRows,
     ModelEvaluation,
     ModelPublic,

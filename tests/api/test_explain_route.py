@@ -13,9 +13,9 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cncwear.compiled import registered_pipeline
-from cncwear.store import ModelStore
-from cncwear_api.models import (
+from cncwear.registry.store import ModelStore
+from cncwear.serving.compiled.export import registered_pipeline
+from cncwear_api.schemas import (
     AnchorExplanationPublic,
     GlobalViewPublic,
     LimeExplanationPublic,

@@ -8,7 +8,7 @@ import logging
 import pandas as pd
 import pytest
 
-from cncwear_api.log import ACCESS_LOGGER, JsonFormatter
+from cncwear_api.core.log import ACCESS_LOGGER, JsonFormatter
 
 from .conftest import Registry, RunningServer, records, wait_until
 

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from cncwear.compiled import registered_pipeline
-from cncwear.features import selected_features
-from cncwear_api.models import ModelPublic
+from cncwear.data.features import selected_features
+from cncwear.serving.compiled.export import registered_pipeline
+from cncwear_api.schemas import ModelPublic
 
 from .conftest import Registry, RunningServer
 

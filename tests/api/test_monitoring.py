@@ -20,8 +20,8 @@ import pytest
 import redis
 from prometheus_client.parser import text_string_to_metric_families
 
-from cncwear.dataset import Dataset
-from cncwear.schema import input_columns
+from cncwear.core.schema import input_columns
+from cncwear.data.dataset import Dataset
 from tests.helpers import TEST_REDIS_URL
 
 from .conftest import Registry, RunningServer, serve, wait_until

@@ -6,8 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cncwear.compiled import CompiledTag, registered_pipeline
-from cncwear_api.models import PredictResponse
+from cncwear.serving.compiled.export import CompiledTag, registered_pipeline
+from cncwear_api.schemas import PredictResponse
 
 from .conftest import Registry, RunningServer, records, serve
 

@@ -16,7 +16,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from cncwear.schema import input_columns
+from cncwear.core.schema import input_columns
 from tests.helpers import free_port
 
 from .conftest import Registry, RunningServer, serve, wait_until

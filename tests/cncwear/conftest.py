@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.settings import Budget, Settings
+from cncwear.core.settings import Budget, Settings
 
 CLI = Path(sys.executable).parent / "cncwear"
 

@@ -35,9 +35,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import PolynomialFeatures, QuantileTransformer, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-import cncwear.budget
-from cncwear.automl import AutoSklearnEngine, FlamlEngine, get_engine, grouped_test_folds
-from cncwear.autosklearn import (
+import cncwear.training.budget
+from cncwear.core.settings import AutoMLEngineName, Budget, Settings, get_settings
+from cncwear.data.dataset import Dataset
+from cncwear.data.features import build_pipeline
+from cncwear.registry.store import ModelStore, Tag
+from cncwear.training.automl.autosklearn import (
     CLASSIFIERS,
     SEARCH_SPACE,
     AutoSklearnError,
@@ -49,13 +52,15 @@ from cncwear.autosklearn import (
     run_sidecar,
     session_processes,
 )
-from cncwear.candidates import grouped_folds, thin_rows
-from cncwear.dataset import Dataset
-from cncwear.evaluation import holdout_split
-from cncwear.features import build_pipeline
-from cncwear.settings import AutoMLEngineName, Budget, Settings, get_settings
-from cncwear.store import ModelStore, Tag
-from cncwear.training import retrain
+from cncwear.training.automl.engines import (
+    AutoSklearnEngine,
+    FlamlEngine,
+    get_engine,
+    grouped_test_folds,
+)
+from cncwear.training.candidates import grouped_folds, thin_rows
+from cncwear.training.evaluation import holdout_split
+from cncwear.training.retrain import retrain
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -391,7 +396,7 @@ def test_rebuilt_estimators_predict_like_auto_sklearns_own_pipelines(
 def test_flaml_searches_on_grouped_folds_and_returns_an_unfitted_estimator(
     engineered: Engineered,
 ) -> None:
-    budget = replace(cncwear.budget.BUDGETS[Budget.FAST], cv_folds=3, flaml_iterations=30)
+    budget = replace(cncwear.training.budget.BUDGETS[Budget.FAST], cv_folds=3, flaml_iterations=30)
     result = FlamlEngine(n_jobs=2).search(
         engineered.x, engineered.y, engineered.groups, budget=budget, seed=42
     )
@@ -409,7 +414,7 @@ def test_flaml_finds_the_same_model_twice_from_the_same_data_and_seed(
 ) -> None:
     """Counted trials, not seconds: a busy machine gets through fewer trials per second, and must
     still find what a quiet one finds."""
-    budget = replace(cncwear.budget.BUDGETS[Budget.FAST], cv_folds=3, flaml_iterations=40)
+    budget = replace(cncwear.training.budget.BUDGETS[Budget.FAST], cv_folds=3, flaml_iterations=40)
     engine = FlamlEngine(estimators=("lgbm", "histgb"), n_jobs=2)
     first, second = (
         engine.search(engineered.x, engineered.y, engineered.groups, budget=budget, seed=7)
@@ -453,7 +458,7 @@ def test_auto_without_a_sidecar_is_flaml_after_one_clear_warning(
     monkeypatch.setenv("CNCWEAR_AUTOML_ENGINE", "auto")
     settings = Settings(home=tmp_path, autosklearn_python=tmp_path / "nowhere" / "python")
     assert settings.automl_engine is AutoMLEngineName.AUTO
-    with caplog.at_level(logging.WARNING, logger="cncwear.automl"):
+    with caplog.at_level(logging.WARNING, logger="cncwear.training.automl.engines"):
         engines = [get_engine(settings.automl_engine, settings) for _ in range(3)]
     assert all(isinstance(engine, FlamlEngine) for engine in engines)
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
@@ -479,8 +484,10 @@ def test_a_retrain_with_auto_sklearn_promotes_a_plain_pipeline_and_records_the_s
     sidecar: Sidecar, configure: Configure, monkeypatch: pytest.MonkeyPatch, dataset: Dataset
 ) -> None:
     settings = configure(automl_engine="auto-sklearn", autosklearn_python=sidecar.python)
-    fast = cncwear.budget.BUDGETS[Budget.FAST]
-    monkeypatch.setitem(cncwear.budget.BUDGETS, Budget.FAST, replace(fast, autosklearn_seconds=40))
+    fast = cncwear.training.budget.BUDGETS[Budget.FAST]
+    monkeypatch.setitem(
+        cncwear.training.budget.BUDGETS, Budget.FAST, replace(fast, autosklearn_seconds=40)
+    )
     report = retrain(settings, candidates=["automl", "baseline"])
     automl = report.candidates[0]
     assert automl.error is None, automl.error

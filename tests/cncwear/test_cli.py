@@ -8,8 +8,8 @@ from pathlib import Path
 import pandas as pd
 from mlflow.tracking import MlflowClient
 
-from cncwear.dataset import Dataset
-from cncwear.schema import input_columns
+from cncwear.core.schema import input_columns
+from cncwear.data.dataset import Dataset
 
 from .conftest import TrainedHome, run_cli
 

@@ -20,7 +20,12 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from cncwear.compiled import (
+from cncwear.core.schema import input_columns
+from cncwear.core.settings import Settings
+from cncwear.data.dataset import Dataset
+from cncwear.data.features import build_pipeline
+from cncwear.registry.store import ModelStore
+from cncwear.serving.compiled.export import (
     TOLERANCE,
     CompiledModel,
     CompiledTag,
@@ -30,11 +35,6 @@ from cncwear.compiled import (
     load_compiled_form,
     registered_pipeline,
 )
-from cncwear.dataset import Dataset
-from cncwear.features import build_pipeline
-from cncwear.schema import input_columns
-from cncwear.settings import Settings
-from cncwear.store import ModelStore
 
 
 @pytest.fixture(scope="module")

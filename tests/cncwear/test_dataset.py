@@ -8,10 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.dataset import Dataset, load_dataset
-from cncwear.errors import DataError
-from cncwear.schema import ACTIVE_PROCESSES, PROCESS_COLUMN
-from cncwear.settings import BUNDLED_DATA_DIR
+from cncwear.core.errors import DataError
+from cncwear.core.schema import ACTIVE_PROCESSES, PROCESS_COLUMN
+from cncwear.core.settings import BUNDLED_DATA_DIR
+from cncwear.data.dataset import Dataset, load_dataset
 
 
 def _bundled_text(name: str) -> str:

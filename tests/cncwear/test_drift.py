@@ -7,10 +7,12 @@ import pandas as pd
 import pytest
 from sklearn.tree import DecisionTreeClassifier
 
-from cncwear.dataset import Dataset
-from cncwear.drift import DriftTest, choose_test, compare, psi
-from cncwear.features import build_pipeline
-from cncwear.monitoring import (
+from cncwear.core.schema import input_columns, numeric_columns
+from cncwear.data.dataset import Dataset
+from cncwear.data.features import build_pipeline
+from cncwear.data.profile import build_profile
+from cncwear.monitoring.drift import DriftTest, choose_test, compare, psi
+from cncwear.monitoring.window import (
     FeatureMap,
     Monitor,
     MonitorConfig,
@@ -20,8 +22,6 @@ from cncwear.monitoring import (
     SustainedCondition,
     classification_metrics,
 )
-from cncwear.profile import build_profile
-from cncwear.schema import input_columns, numeric_columns
 
 
 def test_the_test_is_chosen_by_reference_size_as_evidently_does() -> None:

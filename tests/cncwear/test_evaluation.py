@@ -5,14 +5,14 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import average_precision_score
 
-from cncwear.dataset import Dataset
-from cncwear.evaluation import (
+from cncwear.data.dataset import Dataset
+from cncwear.data.profile import HISTOGRAM_BINS, QUANTILES, feature_histograms
+from cncwear.training.evaluation import (
     CURVE_POINTS,
     bootstrap_over_experiments,
     holdout_split,
     score_predictions,
 )
-from cncwear.profile import HISTOGRAM_BINS, QUANTILES, feature_histograms
 
 
 def test_holdout_is_whole_experiments_of_both_classes_fixed_by_the_seed(dataset: Dataset) -> None:

@@ -7,8 +7,8 @@ import uuid
 import pytest
 import redis
 
-from cncwear.events import PromotionEvent, promotion_channel, publish_promotion
-from cncwear.settings import Settings
+from cncwear.core.settings import Settings
+from cncwear.registry.events import PromotionEvent, promotion_channel, publish_promotion
 
 
 def test_a_promotion_is_announced_on_the_models_channel() -> None:

@@ -17,10 +17,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
-from cncwear.candidates import thin_rows
-from cncwear.dataset import Dataset
-from cncwear.errors import SchemaError
-from cncwear.evaluation import holdout_split
+from cncwear.core.errors import SchemaError
+from cncwear.core.schema import CLASS_NAMES, input_columns, validate_rows
+from cncwear.core.settings import Settings
+from cncwear.data.dataset import Dataset
+from cncwear.data.features import build_pipeline
+from cncwear.data.profile import build_profile
 from cncwear.explain import (
     AnchorExplanation,
     ExplainerCache,
@@ -31,11 +33,9 @@ from cncwear.explain import (
     UnknownExplainMethodError,
 )
 from cncwear.explain.conditions import holds
-from cncwear.features import build_pipeline
-from cncwear.profile import build_profile
-from cncwear.schema import CLASS_NAMES, input_columns, validate_rows
-from cncwear.settings import Settings
-from cncwear.store import ModelStore
+from cncwear.registry.store import ModelStore
+from cncwear.training.candidates import thin_rows
+from cncwear.training.evaluation import holdout_split
 
 COLUMNS = input_columns(use_identifying_columns=False)
 

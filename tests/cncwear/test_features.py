@@ -6,14 +6,14 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
-from cncwear.dataset import Dataset
-from cncwear.features import (
+from cncwear.core.schema import IDENTIFYING_COLUMNS, input_columns
+from cncwear.data.dataset import Dataset
+from cncwear.data.features import (
     CommandActualDifference,
     build_pipeline,
     select_by_cumulative_importance,
     selected_features,
 )
-from cncwear.schema import IDENTIFYING_COLUMNS, input_columns
 
 
 def fit_tree(dataset: Dataset, *, use_identifying_columns: bool = False) -> object:

@@ -6,9 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cncwear.dataset import Dataset
-from cncwear.errors import SchemaError
-from cncwear.schema import (
+from cncwear.core.errors import SchemaError
+from cncwear.core.schema import (
     IDENTIFYING_COLUMNS,
     METADATA_COLUMNS,
     PROCESS_COLUMN,
@@ -16,6 +15,7 @@ from cncwear.schema import (
     input_columns,
     validate_rows,
 )
+from cncwear.data.dataset import Dataset
 
 COLUMNS = input_columns(use_identifying_columns=False)
 

@@ -21,17 +21,17 @@ from sklearn.feature_selection import VarianceThreshold
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
-import cncwear.training
-from cncwear.automl import FlamlEngine
-from cncwear.dataset import Dataset, load_dataset
-from cncwear.errors import TrainingError
-from cncwear.evaluation import evaluate, holdout_split
-from cncwear.features import CumulativeImportanceSelector, build_pipeline
-from cncwear.promotion import decide_promotion
-from cncwear.schema import EXPERIMENT_COLUMN
-from cncwear.settings import Settings
-from cncwear.store import ModelStore, Tag
-from cncwear.training import retrain
+import cncwear.training.retrain
+from cncwear.core.errors import TrainingError
+from cncwear.core.schema import EXPERIMENT_COLUMN
+from cncwear.core.settings import Settings
+from cncwear.data.dataset import Dataset, load_dataset
+from cncwear.data.features import CumulativeImportanceSelector, build_pipeline
+from cncwear.registry.store import ModelStore, Tag
+from cncwear.training.automl.engines import FlamlEngine
+from cncwear.training.evaluation import evaluate, holdout_split
+from cncwear.training.promotion import decide_promotion
+from cncwear.training.retrain import retrain
 
 from .conftest import TrainedHome
 
@@ -141,7 +141,7 @@ def fit_spy(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Fit
         return original_automl(self, *args, **kwargs)
 
     monkeypatch.setattr(AutoML, "fit", spying_automl_fit)
-    leaky = cncwear.training.leaky_row_split_accuracy
+    leaky = cncwear.training.retrain.leaky_row_split_accuracy
 
     def paused_leaky(*args: Any, **kwargs: Any) -> float:
         # The leaky figure is fitted on a random row split by design: it is displayed, never used.
@@ -151,7 +151,7 @@ def fit_spy(monkeypatch: pytest.MonkeyPatch, settings: Settings) -> Iterator[Fit
         finally:
             spy.paused = False
 
-    monkeypatch.setattr(cncwear.training, "leaky_row_split_accuracy", paused_leaky)
+    monkeypatch.setattr(cncwear.training.retrain, "leaky_row_split_accuracy", paused_leaky)
     yield spy
 
 

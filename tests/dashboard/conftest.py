@@ -26,9 +26,9 @@ import redis
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, sync_playwright
 from pydantic import SecretStr
 
-from cncwear.settings import Budget, Settings
-from cncwear.training import retrain
-from cncwear_api.settings import ApiSettings
+from cncwear.core.settings import Budget, Settings
+from cncwear.training.retrain import retrain
+from cncwear_api.core.settings import ApiSettings
 from tests.api.conftest import RunningServer, serve
 from tests.helpers import TEST_REDIS_URL
 from tests.trainer.conftest import WORKER, wait_for, worker_environment

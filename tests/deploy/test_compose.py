@@ -21,7 +21,7 @@ import yaml
 from dotenv import dotenv_values
 from jsonschema import Draft202012Validator
 
-from cncwear_api.settings import ApiSettings
+from cncwear_api.core.settings import ApiSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"

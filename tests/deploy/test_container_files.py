@@ -141,7 +141,7 @@ def test_the_mlflow_image_matches_the_locked_client_versions() -> None:
 def test_the_trainer_image_carries_the_auto_sklearn_sidecar() -> None:
     dockerfile = DEPLOY / "trainer.Dockerfile"
     text = re.sub(r"\\\n", " ", dockerfile.read_text())
-    assert "source=libs/cncwear/src/cncwear/sidecar" in text
+    assert "source=libs/cncwear/src/cncwear/training/automl/sidecar" in text
     assert "--build-constraint /sidecar/build-constraints.txt -r /sidecar/requirements.txt" in text
     assert "import autosklearn.classification" in text
     runtime = final_stage(dockerfile)

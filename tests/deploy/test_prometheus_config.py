@@ -13,7 +13,7 @@ import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from cncwear_api.metrics import ApiMetrics
+from cncwear_api.core.metrics import ApiMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 PROMETHEUS = DEPLOY / "prometheus"

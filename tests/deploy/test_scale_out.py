@@ -21,9 +21,9 @@ import pytest
 import redis
 from mlflow.tracking import MlflowClient
 
-from cncwear.dataset import Dataset
-from cncwear.jobs import JOBS_INDEX
-from cncwear.schema import input_columns
+from cncwear.core.schema import input_columns
+from cncwear.data.dataset import Dataset
+from cncwear.jobs.store import JOBS_INDEX
 from tests.helpers import free_port
 
 from .conftest import BIN, Process, TrackingServer, clean_environment, start, wait_until

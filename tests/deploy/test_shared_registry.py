@@ -12,10 +12,10 @@ from pathlib import Path
 import pytest
 from pydantic import SecretStr
 
-from cncwear.settings import PromotionLock, Settings
-from cncwear.store import ModelStore
-from cncwear_api.security import TokenNotConfiguredError, resolve_api_token
-from cncwear_api.settings import ApiSettings
+from cncwear.core.settings import PromotionLock, Settings
+from cncwear.registry.store import ModelStore
+from cncwear_api.core.security import TokenNotConfiguredError, resolve_api_token
+from cncwear_api.core.settings import ApiSettings
 
 from .conftest import BIN, clean_environment
 

@@ -28,8 +28,8 @@ from schemathesis.specs.openapi.checks import (
     status_code_conformance,
 )
 
+from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app
-from cncwear_api.settings import ApiSettings
 
 SEED = 20261128
 CONFORMANCE = [

@@ -16,10 +16,10 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cncwear.settings import Budget, Settings
-from cncwear.store import ModelStore
-from cncwear.training import retrain
-from cncwear_api.settings import ApiSettings
+from cncwear.core.settings import Budget, Settings
+from cncwear.registry.store import ModelStore
+from cncwear.training.retrain import retrain
+from cncwear_api.core.settings import ApiSettings
 from tests.api.conftest import records
 
 from .conftest import serve

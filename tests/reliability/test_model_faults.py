@@ -17,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from sklearn.linear_model import LogisticRegression
 from sklearn.pipeline import Pipeline
 
-from cncwear.store import MODEL_ARTIFACT, PROFILE_FILE, ModelStore, trusted_types
+from cncwear.registry.store import MODEL_ARTIFACT, PROFILE_FILE, ModelStore, trusted_types
 from tests.api.conftest import Registry, records
 
 from .conftest import AUTH, TOKEN, RunningServer, serve

@@ -10,10 +10,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cncwear.jobs import JobState, JobStore, RetrainRequest
-from cncwear.queue import make_celery
-from cncwear.settings import Budget, CandidateName, Settings
-from cncwear.store import ModelStore
+from cncwear.core.settings import Budget, CandidateName, Settings
+from cncwear.jobs.queue import make_celery
+from cncwear.jobs.store import JobState, JobStore, RetrainRequest
+from cncwear.registry.store import ModelStore
 from tests.trainer.conftest import Worker, start_worker  # noqa: F401  (fixture)
 
 from .conftest import PrivateRedis, wait_for

@@ -15,8 +15,8 @@ import httpx
 import pandas as pd
 import pytest
 
-from cncwear.settings import Settings
-from cncwear_api.settings import ApiSettings
+from cncwear.core.settings import Settings
+from cncwear_api.core.settings import ApiSettings
 from tests.api.conftest import Registry, records
 
 from .conftest import RunningServer, serve

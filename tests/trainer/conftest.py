@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.settings import Budget, Settings
+from cncwear.core.settings import Budget, Settings
 
 WORKER = Path(sys.executable).parent / "cncwear-trainer"
 

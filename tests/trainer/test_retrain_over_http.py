@@ -13,12 +13,12 @@ import httpx
 import pytest
 import redis
 
-from cncwear.dataset import Dataset
-from cncwear.queue import RETRAIN_QUEUE
-from cncwear.schema import input_columns
-from cncwear.settings import CandidateName, Settings
-from cncwear.training import retrain
-from cncwear_api.settings import ApiSettings
+from cncwear.core.schema import input_columns
+from cncwear.core.settings import CandidateName, Settings
+from cncwear.data.dataset import Dataset
+from cncwear.jobs.queue import RETRAIN_QUEUE
+from cncwear.training.retrain import retrain
+from cncwear_api.core.settings import ApiSettings
 from tests.api.conftest import serve
 from tests.helpers import free_port
 

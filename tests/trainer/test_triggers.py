@@ -17,11 +17,11 @@ import pytest
 import redis
 from pydantic import ValidationError
 
-from cncwear.jobs import JobState, JobStore, RetrainRequest
-from cncwear.queue import RETRAIN_QUEUE, TRIGGER_QUEUE, make_celery, parse_schedule
-from cncwear.settings import BUNDLED_DATA_DIR, Settings
-from cncwear.training import retrain
-from cncwear.triggers import NEW_DATA_REASON, queue_if_new_data
+from cncwear.core.settings import BUNDLED_DATA_DIR, Settings
+from cncwear.jobs.queue import RETRAIN_QUEUE, TRIGGER_QUEUE, make_celery, parse_schedule
+from cncwear.jobs.store import JobState, JobStore, RetrainRequest
+from cncwear.jobs.triggers import NEW_DATA_REASON, queue_if_new_data
+from cncwear.training.retrain import retrain
 from cncwear_trainer.worker import beat_schedule
 
 from .conftest import Worker, wait_for, worker_environment

@@ -8,9 +8,9 @@ from collections.abc import Callable
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from cncwear.jobs import JobState, JobStore, RetrainRequest
-from cncwear.queue import make_celery
-from cncwear.settings import CandidateName, Settings
+from cncwear.core.settings import CandidateName, Settings
+from cncwear.jobs.queue import make_celery
+from cncwear.jobs.store import JobState, JobStore, RetrainRequest
 from tests.helpers import free_port
 
 from .conftest import Worker, wait_for

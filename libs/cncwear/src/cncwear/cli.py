@@ -14,14 +14,14 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from cncwear.errors import CncwearError, SchemaError
-from cncwear.jobs import Job, JobState, JobStore, RetrainRequest
-from cncwear.queue import make_celery
-from cncwear.scoring import labels, probability_worn
-from cncwear.settings import DEFAULT_CANDIDATES, Budget, get_settings
-from cncwear.store import ModelStore
-from cncwear.training import RetrainReport, retrain
-from cncwear.triggers import queue_if_new_data
+from cncwear.core.errors import CncwearError, SchemaError
+from cncwear.core.settings import DEFAULT_CANDIDATES, Budget, get_settings
+from cncwear.jobs.queue import make_celery
+from cncwear.jobs.store import Job, JobState, JobStore, RetrainRequest
+from cncwear.jobs.triggers import queue_if_new_data
+from cncwear.registry.store import ModelStore
+from cncwear.serving.scoring import labels, probability_worn
+from cncwear.training.retrain import RetrainReport, retrain
 
 app = typer.Typer(
     help="cncwear: tool-wear classification for CNC mills.",

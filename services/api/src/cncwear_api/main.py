@@ -13,23 +13,23 @@ from typing import Any
 import uvicorn
 from fastapi import FastAPI
 
-from cncwear.jobs import JobStore
-from cncwear.queue import make_celery
-from cncwear.store import ModelStore
-from cncwear_api.deps import WriteAccess
-from cncwear_api.errors import add_exception_handlers
-from cncwear_api.explaining import ExplainRunner
-from cncwear_api.log import configure_logging
-from cncwear_api.metrics import ApiMetrics
-from cncwear_api.middleware import RequestMiddleware
-from cncwear_api.model_holder import ModelHolder
-from cncwear_api.models import ErrorResponse, ProblemsResponse
-from cncwear_api.monitor import LiveMonitoring, watch_drift
-from cncwear_api.routes import dashboard, explain, health, jobs, model, monitoring, predict
-from cncwear_api.routes import metrics as metrics_route
-from cncwear_api.security import resolve_api_token
-from cncwear_api.settings import ApiSettings, get_settings
-from cncwear_api.watch import listen_for_promotions, watch_registry
+from cncwear.jobs.queue import make_celery
+from cncwear.jobs.store import JobStore
+from cncwear.registry.store import ModelStore
+from cncwear_api.api.deps import WriteAccess
+from cncwear_api.api.errors import add_exception_handlers
+from cncwear_api.api.middleware import RequestMiddleware
+from cncwear_api.api.routes import dashboard, drift, explain, health, jobs, model, predict
+from cncwear_api.api.routes import metrics as metrics_route
+from cncwear_api.core.log import configure_logging
+from cncwear_api.core.metrics import ApiMetrics
+from cncwear_api.core.security import resolve_api_token
+from cncwear_api.core.settings import ApiSettings, get_settings
+from cncwear_api.schemas import ErrorResponse, ProblemsResponse
+from cncwear_api.serving.explaining import ExplainRunner
+from cncwear_api.serving.holder import ModelHolder
+from cncwear_api.serving.live_monitoring import LiveMonitoring, watch_drift
+from cncwear_api.serving.watch import listen_for_promotions, watch_registry
 
 logger = logging.getLogger(__name__)
 
@@ -112,7 +112,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         explain.router,
         model.router,
         jobs.router,
-        monitoring.router,
+        drift.router,
         metrics_route.router,
     )
     for router in routers:

@@ -10,12 +10,12 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
-from cncwear.errors import CncwearError
-from cncwear.jobs import Job, JobStore, resolve_data_dir
-from cncwear.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
-from cncwear.settings import DEFAULT_CANDIDATES, Settings
-from cncwear.training import RetrainReport, retrain
-from cncwear.triggers import queue_if_new_data, queue_scheduled_retrain
+from cncwear.core.errors import CncwearError
+from cncwear.core.settings import DEFAULT_CANDIDATES, Settings
+from cncwear.jobs.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
+from cncwear.jobs.store import Job, JobStore, resolve_data_dir
+from cncwear.jobs.triggers import queue_if_new_data, queue_scheduled_retrain
+from cncwear.training.retrain import RetrainReport, retrain
 from cncwear_trainer.metrics import StageTimer, record_failure, record_success
 
 logger = logging.getLogger(__name__)

@@ -26,7 +26,8 @@ from typing import Any
 
 from celery import Celery
 
-from cncwear.queue import (
+from cncwear.core.settings import Settings, get_settings
+from cncwear.jobs.queue import (
     NEW_DATA_TASK,
     RETRAIN_QUEUE,
     SCHEDULED_RETRAIN_TASK,
@@ -34,7 +35,6 @@ from cncwear.queue import (
     make_celery,
     parse_schedule,
 )
-from cncwear.settings import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 

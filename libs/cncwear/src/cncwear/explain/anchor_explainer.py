@@ -46,10 +46,10 @@ import pandas as pd
 from anchor.anchor_base import AnchorBaseBeam
 from anchor.anchor_tabular import AnchorTabularExplainer
 
+from cncwear.core.schema import CLASS_NAMES
 from cncwear.explain.conditions import bin_edges, condition
 from cncwear.explain.model import ModelFunction
 from cncwear.explain.results import Condition
-from cncwear.schema import CLASS_NAMES
 
 # anchor-exp's tabular defaults (AnchorTabularExplainer.explain_instance)
 DELTA = 0.1

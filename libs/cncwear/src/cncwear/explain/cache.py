@@ -7,8 +7,8 @@ from typing import Any
 
 from sklearn.pipeline import Pipeline
 
+from cncwear.core.settings import Settings
 from cncwear.explain.explainers import Explainers
-from cncwear.settings import Settings
 
 
 class ExplainerCache:

@@ -12,8 +12,10 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from cncwear.compiled import CompileError, FeatureMap, feature_map
-from cncwear.errors import CncwearError, Problem, SchemaError
+from cncwear.core.errors import CncwearError, Problem, SchemaError
+from cncwear.core.schema import CLASS_NAMES, PROCESS_COLUMN, numeric_columns, validate_rows
+from cncwear.core.settings import Settings
+from cncwear.data.features import selected_features
 from cncwear.explain import global_views
 from cncwear.explain.anchor_explainer import AnchorExplainer
 from cncwear.explain.lime_explainer import LimeExplainer
@@ -29,10 +31,8 @@ from cncwear.explain.results import (
     ShapExplanation,
 )
 from cncwear.explain.shap_explainer import ShapExplainer
-from cncwear.features import selected_features
-from cncwear.schema import CLASS_NAMES, PROCESS_COLUMN, numeric_columns, validate_rows
-from cncwear.scoring import THRESHOLD, model_input_columns
-from cncwear.settings import Settings
+from cncwear.serving.compiled.export import CompileError, FeatureMap, feature_map
+from cncwear.serving.scoring import THRESHOLD, model_input_columns
 
 logger = logging.getLogger(__name__)
 

@@ -7,10 +7,10 @@ import numpy as np
 import pandas as pd
 from sklearn.tree import DecisionTreeClassifier, export_text
 
+from cncwear.core.schema import CLASS_NAMES
 from cncwear.explain.model import ModelFunction
 from cncwear.explain.results import FeatureImportance, PartialDependence, Surrogate
 from cncwear.explain.shap_explainer import ShapExplainer
-from cncwear.schema import CLASS_NAMES
 
 SURROGATE_CHECK_SHARE = 0.3
 PARTIAL_DEPENDENCE_FEATURES = 3

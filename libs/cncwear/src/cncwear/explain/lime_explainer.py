@@ -27,10 +27,10 @@ import numpy as np
 import pandas as pd
 from lime.lime_tabular import LimeTabularExplainer
 
+from cncwear.core.schema import CLASS_NAMES
 from cncwear.explain.conditions import bin_edges, condition
 from cncwear.explain.model import ModelFunction
 from cncwear.explain.results import Condition
-from cncwear.schema import CLASS_NAMES
 
 
 @dataclass(frozen=True)

@@ -40,7 +40,7 @@ from sklearn.ensemble import (
 )
 from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
 
-from cncwear.scoring import THRESHOLD
+from cncwear.serving.scoring import THRESHOLD
 
 logger = logging.getLogger(__name__)
 

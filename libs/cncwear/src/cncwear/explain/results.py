@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from cncwear.errors import CncwearError
+from cncwear.core.errors import CncwearError
 
 
 class ExplainMethod(StrEnum):

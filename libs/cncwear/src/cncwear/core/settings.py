@@ -1,0 +1,277 @@
+"""The one settings object of cncwear.
+
+Every process (CLI, API, trainer) reads its configuration from environment variables prefixed
+``CNCWEAR_``; services extend :class:`Settings` with their own fields so there is a single source of
+truth for the shared ones (where data lives, which registry, which model name).
+"""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from functools import lru_cache
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pydantic import AliasChoices, Field, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+BUNDLED_DATA_DIR = Path(__file__).parents[1] / "data" / "datasets" / "cnc_mill_tool_wear"
+
+
+class Budget(StrEnum):
+    """How much search a retrain may spend: ``fast`` for tests and CI, ``full`` for production."""
+
+    FAST = "fast"
+    FULL = "full"
+
+
+class CandidateName(StrEnum):
+    """The candidates a retrain can compare; all but ``baseline`` run by default."""
+
+    DECISION_TREE = "decision_tree"
+    RANDOM_FOREST = "random_forest"
+    AUTOML = "automl"
+    BASELINE = "baseline"
+
+
+DEFAULT_CANDIDATES = (
+    CandidateName.DECISION_TREE,
+    CandidateName.RANDOM_FOREST,
+    CandidateName.AUTOML,
+)
+
+
+class AutoMLEngineName(StrEnum):
+    """The AutoML candidate's engine. ``auto``: auto-sklearn when its sidecar is installed, else
+    FLAML (with one warning)."""
+
+    AUTO = "auto"
+    FLAML = "flaml"
+    AUTO_SKLEARN = "auto-sklearn"
+
+
+class PromotionLock(StrEnum):
+    """What serialises promotions: a lock file under ``home`` (one machine) or a Redis lock (every
+    machine sharing the registry). ``auto``: Redis when the registry is shared (see
+    :meth:`Settings.registry_is_shared`), else the file."""
+
+    AUTO = "auto"
+    FILE = "file"
+    REDIS = "redis"
+
+
+LOCAL_TRACKING_SCHEMES = frozenset({"", "file", "sqlite"})
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="CNCWEAR_", extra="ignore")
+
+    home: Path = Path("var")
+    """Data directory: the MLflow SQLite store, its artifacts and local state live below it."""
+
+    data_dir: Path = BUNDLED_DATA_DIR
+    """Training data in the bundled format: ``train.csv`` plus ``experiment_NN.csv[.xz|.gz]``."""
+
+    mlflow_tracking_uri: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("MLFLOW_TRACKING_URI", "CNCWEAR_MLFLOW_TRACKING_URI"),
+    )
+    """Any MLflow tracking URI; unset means a SQLite file under ``home``."""
+
+    mlflow_artifact_location: str | None = None
+    """Artifact location of the MLflow experiment when cncwear creates it (any URI MLflow accepts:
+    ``s3://bucket/prefix``, ``mlflow-artifacts:/cncwear``, a folder). Unset: ``<home>/artifacts``
+    for the embedded store, the tracking server's own default otherwise. An experiment that
+    already exists keeps its location."""
+
+    mlflow_experiment: str = "cncwear"
+    """MLflow experiment that groups the retrain runs."""
+
+    model_name: str = "cncwear"
+    """Registered model name in the MLflow registry."""
+
+    champion_alias: str = "champion"
+
+    budget: Budget = Budget.FAST
+    """Search budget of a retrain when none is given on the command line."""
+
+    automl_engine: AutoMLEngineName = AutoMLEngineName.FLAML
+    """AutoML engine of the AutoML candidate: ``flaml`` (in process), ``auto-sklearn`` (in its
+    Python 3.9 sidecar), or ``auto``: auto-sklearn when its sidecar is available, else flaml.
+    FLAML by default: given the same two minutes on 2 cores, auto-sklearn completed about six
+    evaluations and scored lower in grouped cross-validation inside the training experiments
+    (0.849 against FLAML's 0.874, ``bench/automl.py``), with twice the memory."""
+
+    autosklearn_python: Path | None = None
+    """Interpreter of the auto-sklearn sidecar (Python 3.9 with auto-sklearn 0.15.0). Unset:
+    ``.venv-autosklearn/bin/python`` in the working directory or its nearest parent that has one,
+    as ``scripts/setup-autosklearn.sh`` builds it."""
+
+    autosklearn_metalearning: bool = True
+    """Start auto-sklearn's search from configurations that did well on similar data sets (its
+    meta-learning); off, it starts from its default configuration and random ones."""
+
+    autosklearn_memory_limit_mb: int = Field(default=3072, ge=256)
+    """Memory limit of each auto-sklearn evaluation (MB); an evaluation over it is abandoned."""
+
+    autosklearn_timeout_grace_seconds: float = Field(default=180.0, ge=0.0)
+    """How long past its time budget the sidecar may run (start-up, tidying up) before it is
+    stopped and the AutoML candidate fails."""
+
+    seed: int = 42
+    """Seeds the holdout split, the searches and the models, so a retrain is repeatable."""
+
+    holdout_fraction: float = Field(default=0.25, gt=0.0, lt=1.0)
+    """Share of experiments of each class held out to compare candidates and decide promotion."""
+
+    promotion_metric: str = "accuracy"
+    """Holdout metric (row level) on which a challenger must beat the champion."""
+
+    promotion_margin: float = Field(default=0.0, ge=0.0)
+    """How much better than the champion a challenger must be to be promoted."""
+
+    use_identifying_columns: bool = False
+    """Feed the columns that identify an experiment (feedrate, clamp pressure, program and sequence
+    numbers) to the model. Off by default: they let a model recognise experiments instead of wear,
+    and grouped accuracy drops when they are used."""
+
+    n_jobs: int = 2
+    """Parallel fits during searches (processes); each fit itself uses one core."""
+
+    leak_warning_margin: float = Field(default=0.05, ge=0.0)
+    """Warn when the leaky row-split accuracy exceeds the grouped one by more than this."""
+
+    promotion_lock: PromotionLock = PromotionLock.AUTO
+    """How concurrent retrains take turns at the champion alias: ``file`` (a lock file under
+    ``home``: processes of one machine), ``redis`` (a lock in Redis: workers on several machines),
+    ``auto`` (Redis when the registry is shared, else the file)."""
+
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    """Redis on which a retrain announces a new champion to the prediction servers (a hint: the
+    servers also poll the registry, so they keep working when Redis is down)."""
+
+    retrain_time_limit: int = Field(default=3 * 3600, ge=10)
+    """Hard time limit of one retrain, in seconds (a soft limit one minute earlier fails the job
+    cleanly)."""
+
+    retrain_visibility_timeout: int = Field(default=4 * 3600, ge=20)
+    """Seconds after which Redis hands an unacknowledged retrain to another worker. Must exceed
+    the retrain time limit, or a long retrain would run twice."""
+
+    retrain_max_attempts: int = Field(default=3, ge=1)
+    """Deliveries of one job (after worker crashes) before it is marked failed."""
+
+    retrain_schedule: str = ""
+    """When to retrain by itself: five cron fields (minute hour day-of-month month day-of-week),
+    e.g. ``"0 3 * * 0"`` for Sundays at 03:00 (the trainer's time zone: UTC unless Celery's is
+    set). Empty: no scheduled retrains. Fired by ``cncwear-trainer beat``."""
+
+    new_data_check_seconds: float = Field(default=0.0, ge=0.0)
+    """How often ``cncwear-trainer beat`` compares the content hash of ``data_dir`` with that of
+    the champion's training data and queues a retrain ("new data") when they differ. 0: never
+    (``cncwear retrain --if-new-data`` still checks on demand)."""
+
+    job_retention_seconds: int = Field(default=30 * 24 * 3600, ge=60)
+    """How long job records stay readable in Redis."""
+
+    extra_data_roots: list[Path] = Field(default_factory=list)
+    """Folders (besides the bundled data, CNCWEAR_DATA_DIR and CNCWEAR_HOME/data) under which a
+    retrain request may name its training data."""
+
+    explain_lime_samples: int = Field(default=5000, ge=100)
+    """Perturbed rows LIME scores around the explained row to fit its local model."""
+
+    explain_lime_features: int = Field(default=5, ge=1)
+    """Features in a LIME explanation (the local model's largest weights)."""
+
+    explain_anchor_threshold: float = Field(default=0.95, gt=0.5, le=1.0)
+    """Precision an anchor rule must reach: the share of rows it covers that the model labels like
+    the explained row."""
+
+    explain_anchor_max_seconds: float = Field(default=2.5, gt=0.0)
+    """Hard cap on one anchor search; when reached, the best rule found so far is returned, marked
+    as partial."""
+
+    explain_anchor_max_samples: int = Field(default=30_000, ge=1000)
+    """Hard cap on the perturbed rows one anchor search may score (same partial answer)."""
+
+    explain_background_rows: int = Field(default=100, ge=10)
+    """Background rows (from the model's training reference) of the model-agnostic SHAP explainer
+    used when the model is not a tree ensemble."""
+
+    explain_global_rows: int = Field(default=100, ge=10)
+    """Training-reference rows over which global feature importance (mean absolute SHAP) is taken;
+    partial dependence and the surrogate tree use the whole reference sample."""
+
+    explain_surrogate_depth: int = Field(default=3, ge=1, le=8)
+    """Depth of the global surrogate decision tree (deeper: more faithful, harder to read)."""
+
+    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
+    """Port of a trainer worker's Prometheus endpoint (``/metrics``); 0 serves none. Several
+    workers on one machine need a port each: a worker whose port is taken logs a warning and runs
+    without one."""
+
+    worker_metrics_host: str = "127.0.0.1"
+    """Interface the worker's metrics endpoint listens on (``0.0.0.0`` in a container)."""
+
+    @field_validator("retrain_schedule")
+    @classmethod
+    def _valid_schedule(cls, value: str) -> str:
+        # Celery takes a second to import: only when a schedule is set.
+        from cncwear.jobs.queue import parse_schedule  # noqa: PLC0415
+
+        if value.strip():
+            parse_schedule(value)
+        return value
+
+    def triggers_enabled(self) -> bool:
+        """Whether beat has anything to fire: a schedule or a new-data check interval."""
+        return bool(self.retrain_schedule.strip()) or self.new_data_check_seconds > 0
+
+    @model_validator(mode="after")
+    def _limits_fit_the_visibility_timeout(self) -> Settings:
+        if self.retrain_visibility_timeout <= self.retrain_time_limit:
+            raise ValueError(
+                "CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT must exceed CNCWEAR_RETRAIN_TIME_LIMIT, or "
+                "Redis would hand a running retrain to a second worker"
+            )
+        return self
+
+    def retrain_soft_time_limit(self) -> int:
+        """When a retrain is asked to stop cleanly, before the hard limit kills it."""
+        return self.retrain_time_limit - min(60, self.retrain_time_limit // 10)
+
+    def data_roots(self) -> list[Path]:
+        roots = [BUNDLED_DATA_DIR, self.data_dir, self.home / "data", *self.extra_data_roots]
+        return [root.resolve() for root in roots]
+
+    def tracking_uri(self) -> str:
+        """The MLflow tracking URI in force: the explicit one, else the embedded SQLite store."""
+        if self.mlflow_tracking_uri:
+            return self.mlflow_tracking_uri
+        return f"sqlite:///{self.home.resolve() / 'mlflow.db'}"
+
+    def artifact_location(self) -> str | None:
+        """Where new MLflow experiments keep artifacts; None leaves it to the tracking server."""
+        if self.mlflow_artifact_location:
+            return self.mlflow_artifact_location
+        if self.mlflow_tracking_uri:
+            return None
+        return (self.home.resolve() / "artifacts").as_uri()
+
+    def registry_is_shared(self) -> bool:
+        """True when the registry is a server or a database that processes on other machines reach
+        too (``http(s)://``, ``postgresql://``, ...), False for the embedded SQLite store or a
+        local folder. A shared registry needs shared coordination: a Redis promotion lock and one
+        API token given to every replica."""
+        return urlsplit(self.tracking_uri()).scheme.lower() not in LOCAL_TRACKING_SCHEMES
+
+    def uses_redis_promotion_lock(self) -> bool:
+        if self.promotion_lock is PromotionLock.AUTO:
+            return self.registry_is_shared()
+        return self.promotion_lock is PromotionLock.REDIS
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

@@ -1,0 +1,393 @@
+"""Watching a served model: a sliding window of what it was asked and answered, the ground truth
+given back for some of it, and how both compare with the reference logged with the model.
+
+The work splits in two so that serving stays fast. On the request path, :meth:`Monitor.observe`
+only copies the batch's selected features and predicted probabilities into fixed-size ring buffers
+(a matrix product and a slice assignment, microseconds, memory bounded by the window). The
+statistics (:mod:`cncwear.drift`) are computed from a snapshot of the buffers by
+:meth:`Monitor.report`, on a timer or on demand, never per row.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from cncwear.core.schema import AXES, MOTION_QUANTITIES
+from cncwear.data.features import difference_name
+from cncwear.monitoring.drift import FeatureDrift, compare
+
+PERFORMANCE_METRICS = ("accuracy", "precision", "recall")
+
+
+class FeatureMap:
+    """The model's selected engineered features computed straight from the raw numeric matrix.
+
+    Every engineered feature of :mod:`cncwear.features` is a raw column or a command-minus-actual
+    difference, so the selected ones are one matrix product away from the raw row: no pandas, no
+    pipeline call on the request path. Features it cannot express are left out (``unmapped``).
+    """
+
+    def __init__(self, selected: Sequence[str], numeric_columns: Sequence[str]) -> None:
+        position = {name: i for i, name in enumerate(numeric_columns)}
+        differences = {
+            difference_name(a, q): (f"{a}_Command{q}", f"{a}_Actual{q}")
+            for a in AXES
+            for q in MOTION_QUANTITIES
+        }
+        columns: list[np.ndarray] = []
+        self.names: list[str] = []
+        self.unmapped: list[str] = []
+        for name in selected:
+            weights = np.zeros(len(numeric_columns))
+            if name in position:
+                weights[position[name]] = 1.0
+            elif name in differences and all(c in position for c in differences[name]):
+                command, actual = differences[name]
+                weights[position[command]], weights[position[actual]] = 1.0, -1.0
+            else:
+                self.unmapped.append(name)
+                continue
+            self.names.append(name)
+            columns.append(weights)
+        self.matrix = np.column_stack(columns) if columns else np.zeros((len(numeric_columns), 0))
+
+    def engineer(self, numeric: np.ndarray) -> np.ndarray:
+        """Selected features of validated raw rows (numeric columns in the model's order)."""
+        result: np.ndarray = numeric @ self.matrix
+        return result
+
+
+class RingBuffer:
+    """The last ``capacity`` rows of a stream, in fixed memory: one or more aligned column blocks
+    (say raw readings and a probability), appended together at the cost of a slice copy each."""
+
+    def __init__(self, capacity: int, *widths: int) -> None:
+        self.capacity = capacity
+        self._blocks = [np.zeros((capacity, width)) for width in widths or (1,)]
+        self._next = 0
+        self.size = 0
+        self.total = 0
+        """Rows ever appended."""
+
+    def extend(self, *parts: np.ndarray) -> None:
+        """Append rows: one array per block, each ``(rows, width)`` or ``(rows,)`` for width 1."""
+        count = len(parts[0])
+        self.total += count
+        capacity, start = self.capacity, self._next
+        if count >= capacity:
+            for block, part in zip(self._blocks, parts, strict=True):
+                block[:] = part[-capacity:].reshape(capacity, -1)
+            self._next, self.size = 0, capacity
+            return
+        end = start + count
+        for block, part in zip(self._blocks, parts, strict=True):
+            rows = part.reshape(count, -1)
+            if end <= capacity:
+                block[start:end] = rows
+            else:
+                first = capacity - start
+                block[start:] = rows[:first]
+                block[: count - first] = rows[first:]
+        self._next = end % capacity
+        if self.size < capacity:
+            self.size = min(self.size + count, capacity)
+
+    def values(self) -> list[np.ndarray]:
+        """Copies of the rows held, one array per block (in storage order: the statistics do not
+        need the arrival order)."""
+        return [block[: self.size].copy() for block in self._blocks]
+
+    def clear(self) -> None:
+        self._next = self.size = self.total = 0
+
+
+@dataclass(frozen=True)
+class MonitorConfig:
+    window_rows: int = 2000
+    """Served rows the drift statistics look at (the most recent ones)."""
+    min_rows: int = 500
+    """Rows the window must hold before drift is judged at all."""
+    drift_share: float = 0.5
+    """Share of drifted features from which the window counts as drifted (Evidently's default)."""
+    ks_alpha: float = 0.05
+    wasserstein_threshold: float = 0.1
+    psi_bins: int = 10
+    feedback_window_rows: int = 2000
+    """Labelled rows live performance is computed over (the most recent ones)."""
+    feedback_min_rows: int = 200
+    """Labelled rows needed before live performance is reported and judged."""
+
+
+@dataclass(frozen=True)
+class Reference:
+    """What a model's live traffic is compared against, from the profile logged with it."""
+
+    version: str
+    features: dict[str, np.ndarray]
+    """Rows of the held-out experiments, per selected feature (the profile's ``holdout_sample``;
+    the training ``sample`` for profiles logged before it was kept)."""
+    source: str
+    """Which of the two samples ``features`` came from."""
+    probability_worn: np.ndarray
+    """Predicted wear probability on the held-out experiments."""
+    holdout: dict[str, float]
+    """The model's accuracy, precision and recall on the held-out experiments."""
+    training_rows: int
+
+    @classmethod
+    def from_profile(
+        cls, version: str, profile: Mapping[str, Any], holdout_metrics: Mapping[str, float]
+    ) -> Reference:
+        source = "holdout_sample" if profile.get("holdout_sample") else "sample"
+        sample = profile.get(source) or {}
+        probabilities = profile.get("holdout_probability_worn") or {}
+        if "sample" in probabilities:
+            probability = np.asarray(probabilities["sample"], dtype=np.float64)
+        else:  # profiles logged before the sample was kept: the histogram's bin centres
+            edges = np.asarray(probabilities.get("bin_edges", [0.0, 1.0]))
+            counts = np.asarray(probabilities.get("counts", [0]), dtype=np.int64)
+            probability = np.repeat((edges[:-1] + edges[1:]) / 2, counts)
+        return cls(
+            version=version,
+            features={str(k): np.asarray(v, dtype=np.float64) for k, v in sample.items()},
+            source=source,
+            probability_worn=probability,
+            holdout={
+                k: float(holdout_metrics[k]) for k in PERFORMANCE_METRICS if k in holdout_metrics
+            },
+            training_rows=int(profile.get("rows", 0)),
+        )
+
+
+@dataclass(frozen=True)
+class LivePerformance:
+    labelled_rows: int
+    enough_rows: bool
+    metrics: dict[str, float | None]
+    holdout: dict[str, float]
+    difference: dict[str, float | None]
+    """Live minus holdout; negative: worse than measured before promotion."""
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "labelled_rows": self.labelled_rows,
+            "enough_rows": self.enough_rows,
+            "metrics": self.metrics,
+            "holdout": self.holdout,
+            "difference": self.difference,
+        }
+
+
+@dataclass(frozen=True)
+class MonitorReport:
+    version: str
+    window_rows: int
+    rows_seen: int
+    enough_rows: bool
+    features: list[FeatureDrift]
+    drift_share: float
+    drift_detected: bool
+    prediction: FeatureDrift | None
+    performance: LivePerformance
+    config: MonitorConfig
+    reference: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def drifted(self) -> list[str]:
+        return [f.name for f in self.features if f.drifted]
+
+
+class Monitor:
+    """The live window of one served model version, and its reference. Thread-safe: requests
+    append while a timer takes reports."""
+
+    def __init__(
+        self, reference: Reference, feature_map: FeatureMap, config: MonitorConfig
+    ) -> None:
+        self.reference = reference
+        self.config = config
+        self.feature_map = feature_map
+        self.names = [n for n in feature_map.names if n in reference.features]
+        keep = [feature_map.names.index(n) for n in self.names]
+        self._matrix = np.ascontiguousarray(feature_map.matrix[:, keep])
+        # Raw readings are kept and engineered at report time: a slice copy per request, no
+        # arithmetic on the request path.
+        self._served = RingBuffer(config.window_rows, feature_map.matrix.shape[0], 1)
+        self._feedback = RingBuffer(config.feedback_window_rows, 1, 1)
+        self._lock = threading.Lock()
+
+    @property
+    def version(self) -> str:
+        return self.reference.version
+
+    def observe(self, numeric: np.ndarray, probability: np.ndarray) -> None:
+        """Add a scored batch (validated raw numeric rows in the model's column order, and their
+        wear probabilities) to the window. Request path: a slice copy under a lock."""
+        with self._lock:
+            self._served.extend(numeric, probability)
+
+    def add_feedback(self, predicted_worn: np.ndarray, actual_worn: np.ndarray) -> None:
+        with self._lock:
+            self._feedback.extend(predicted_worn.astype(np.float64), actual_worn.astype(np.float64))
+
+    def window_features(self) -> dict[str, np.ndarray]:
+        """The monitored features of the rows in the window now (off the request path)."""
+        with self._lock:
+            numeric, _ = self._served.values()
+        features = numeric @ self._matrix
+        return {name: features[:, i] for i, name in enumerate(self.names)}
+
+    def report(self) -> MonitorReport:
+        """Drift and live performance over a snapshot of the windows (milliseconds: call it off the
+        request path)."""
+        with self._lock:
+            numeric, probability_column = self._served.values()
+            predicted, actual = self._feedback.values()
+            rows_seen = self._served.total
+        features = numeric @ self._matrix
+        probability = probability_column[:, 0]
+        feedback = np.column_stack([predicted[:, 0], actual[:, 0]])
+        config = self.config
+        enough = len(features) >= config.min_rows and len(features) > 0
+        drifts: list[FeatureDrift] = []
+        prediction: FeatureDrift | None = None
+        if enough:
+            drifts = [
+                self._compare(name, self.reference.features[name], features[:, i])
+                for i, name in enumerate(self.names)
+            ]
+            if len(self.reference.probability_worn):
+                prediction = self._compare(
+                    "probability_worn", self.reference.probability_worn, probability
+                )
+        share = sum(d.drifted for d in drifts) / len(drifts) if drifts else 0.0
+        return MonitorReport(
+            version=self.version,
+            window_rows=len(features),
+            rows_seen=rows_seen,
+            enough_rows=enough,
+            features=drifts,
+            drift_share=share,
+            drift_detected=enough and bool(drifts) and share >= config.drift_share,
+            prediction=prediction,
+            performance=self._performance(feedback),
+            config=config,
+            reference={
+                "version": self.version,
+                "what": (
+                    "this version's held-out experiments: their rows (features) and its "
+                    "predictions on them (probability_worn)"
+                    if self.reference.source == "holdout_sample"
+                    else "this version's training rows (features; its profile predates holdout "
+                    "samples) and its predictions on the held-out experiments (probability_worn)"
+                ),
+                "training_rows": self.reference.training_rows,
+                "feature_sample_rows": min(
+                    (len(v) for v in self.reference.features.values()), default=0
+                ),
+                "probability_sample_rows": len(self.reference.probability_worn),
+                "features": self.names,
+                "unmonitored_features": [
+                    n
+                    for n in self.feature_map.unmapped + self.feature_map.names
+                    if n not in self.names
+                ],
+            },
+        )
+
+    def _compare(self, name: str, reference: np.ndarray, current: np.ndarray) -> FeatureDrift:
+        return compare(
+            name,
+            reference,
+            current,
+            ks_alpha=self.config.ks_alpha,
+            wasserstein_threshold=self.config.wasserstein_threshold,
+            psi_bins=self.config.psi_bins,
+        )
+
+    def _performance(self, feedback: np.ndarray) -> LivePerformance:
+        holdout = self.reference.holdout
+        enough = len(feedback) >= self.config.feedback_min_rows and len(feedback) > 0
+        metrics: dict[str, float | None] = dict.fromkeys(PERFORMANCE_METRICS)
+        if enough:
+            metrics = classification_metrics(feedback[:, 0] > 0.5, feedback[:, 1] > 0.5)
+        difference = {k: _minus(metrics[k], holdout.get(k)) for k in PERFORMANCE_METRICS}
+        return LivePerformance(len(feedback), enough, metrics, holdout, difference)
+
+
+def _minus(live: float | None, holdout: float | None) -> float | None:
+    return None if live is None or holdout is None else live - holdout
+
+
+def classification_metrics(predicted: np.ndarray, actual: np.ndarray) -> dict[str, float | None]:
+    """Accuracy, and precision and recall of the ``worn`` class (None where undefined)."""
+    true_positive = int(np.sum(predicted & actual))
+    predicted_positive, actual_positive = int(predicted.sum()), int(actual.sum())
+    return {
+        "accuracy": float(np.mean(predicted == actual)),
+        "precision": true_positive / predicted_positive if predicted_positive else None,
+        "recall": true_positive / actual_positive if actual_positive else None,
+    }
+
+
+class RecentPredictions:
+    """What was predicted for recent requests, by request id, so that ground truth sent later can
+    be matched. Bounded by the total rows held; the oldest requests are forgotten first."""
+
+    def __init__(self, max_rows: int) -> None:
+        self.max_rows = max_rows
+        self._rows = 0
+        self._by_id: OrderedDict[str, tuple[str, np.ndarray]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def remember(self, request_id: str, version: str, predicted_worn: np.ndarray) -> None:
+        if len(predicted_worn) > self.max_rows:
+            return
+        with self._lock:
+            previous = self._by_id.pop(request_id, None)
+            if previous is not None:
+                self._rows -= len(previous[1])
+            self._by_id[request_id] = (version, predicted_worn)
+            self._rows += len(predicted_worn)
+            while self._rows > self.max_rows:
+                _, (_, dropped) = self._by_id.popitem(last=False)
+                self._rows -= len(dropped)
+
+    def peek(self, request_id: str) -> tuple[str, np.ndarray] | None:
+        with self._lock:
+            return self._by_id.get(request_id)
+
+    def take(self, request_id: str) -> tuple[str, np.ndarray] | None:
+        """The version and predicted labels of a request, forgotten once taken (ground truth for a
+        request counts once)."""
+        with self._lock:
+            found = self._by_id.pop(request_id, None)
+            if found is not None:
+                self._rows -= len(found[1])
+            return found
+
+
+class SustainedCondition:
+    """True once a condition has held, at every check, for at least ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        self.seconds = seconds
+        self.since: float | None = None
+
+    def update(self, holds: bool, now: float) -> bool:
+        if not holds:
+            self.since = None
+            return False
+        if self.since is None:
+            self.since = now
+        return now - self.since >= self.seconds
+
+    def restart(self, now: float) -> None:
+        """Start counting again (after acting on it), so it fires at most once per period."""
+        self.since = now

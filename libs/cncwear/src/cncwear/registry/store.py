@@ -1,0 +1,388 @@
+"""The one MLflow access layer: tracking runs, logging models, the registry and the champion alias.
+
+Everything else in cncwear talks to MLflow through :class:`ModelStore`, so the tracking URI, the
+serialisation format and the tag names are decided in one place.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from importlib.metadata import version as package_version
+from pathlib import Path
+from typing import Any
+
+import mlflow
+import mlflow.sklearn
+import numpy as np
+import pandas as pd
+import redis
+import skops.io
+from filelock import FileLock
+from mlflow.entities import Run
+from mlflow.entities.model_registry import ModelVersion
+from mlflow.exceptions import MlflowException
+from mlflow.models import infer_signature
+from mlflow.tracking import MlflowClient
+from sklearn.pipeline import Pipeline
+
+from cncwear.core.errors import ModelLoadError, NoChampionError, PromotionLockError
+from cncwear.core.schema import LABELS, PROCESS_COLUMN, SENSOR_NUMERIC_COLUMNS, input_columns
+from cncwear.core.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+PROFILE_FILE = "reference_profile.json"
+MODEL_ARTIFACT = "model"
+PROMOTION_LOCK_WAIT_SECONDS = 600
+PROMOTION_LOCK_LEASE_SECONDS = 900
+"""A Redis promotion lock expires after this, so a worker that dies holding it blocks no one for
+long; a promotion (one champion re-scored on the holdout) takes well under a minute."""
+
+
+class Tag:
+    """Tag names on runs and model versions."""
+
+    CANDIDATE = "cncwear.candidate"
+    DATA_HASH = "cncwear.data_hash"
+    JOB_ID = "cncwear.job_id"
+    DECISION = "cncwear.promotion.decision"
+    REASON = "cncwear.promotion.reason"
+    RUN_KIND = "cncwear.run_kind"
+
+
+@dataclass(frozen=True)
+class CandidateSummary:
+    """One candidate of a retrain, as its run recorded it."""
+
+    name: str
+    run_id: str
+    metrics: dict[str, float]
+    """Logged metrics: ``holdout_*`` (held-out experiments), ``cv_grouped_accuracy``,
+    ``leaky_row_split_accuracy``, ``fit_seconds``."""
+    error: str | None
+
+
+@dataclass(frozen=True)
+class RetrainSummary:
+    """One retrain, as its parent run recorded it: what it compared and what it decided."""
+
+    run_id: str
+    started_at_ms: int
+    status: str
+    """MLflow's run status: RUNNING, FINISHED or FAILED."""
+    reason: str | None
+    budget: str | None
+    job_id: str | None
+    winner: str | None
+    registered_version: str | None
+    decision: str | None
+    """``promoted`` or ``kept champion``; None while running or when it failed."""
+    decision_reason: str | None
+    candidates: list[CandidateSummary]
+
+
+@dataclass(frozen=True)
+class LoadedModel:
+    """A registered model version, loaded: the pipeline and what was logged with it."""
+
+    name: str
+    version: str
+    run_id: str
+    pipeline: Pipeline
+    profile: dict[str, Any]
+    tags: dict[str, str]
+
+
+class ModelStore:
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+        self.tracking_uri = settings.tracking_uri()
+        if not settings.mlflow_tracking_uri:
+            settings.home.mkdir(parents=True, exist_ok=True)
+        with _environment_kept("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI"):
+            # MLflow's fluent API (runs, log_model) reads a process-wide URI. It also exports it
+            # to the environment, where it would override the next Settings() built in this
+            # process: keep the environment as the user set it.
+            mlflow.set_tracking_uri(self.tracking_uri)
+            mlflow.set_registry_uri(self.tracking_uri)
+        self.client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
+
+    # -- tracking -------------------------------------------------------------------------------
+
+    def experiment_id(self) -> str:
+        name = self.settings.mlflow_experiment
+        experiment = self.client.get_experiment_by_name(name)
+        if experiment is not None:
+            return str(experiment.experiment_id)
+        try:
+            return str(
+                self.client.create_experiment(
+                    name, artifact_location=self.settings.artifact_location()
+                )
+            )
+        except MlflowException:  # created meanwhile by a concurrent retrain
+            experiment = self.client.get_experiment_by_name(name)
+            if experiment is None:
+                raise
+            return str(experiment.experiment_id)
+
+    @contextmanager
+    def retrain_run(self, *, tags: dict[str, str]) -> Iterator[str]:
+        """The parent run of one retrain; yields its id."""
+        with mlflow.start_run(
+            experiment_id=self.experiment_id(), tags={Tag.RUN_KIND: "retrain", **tags}
+        ) as run:
+            yield run.info.run_id
+
+    @contextmanager
+    def candidate_run(self, name: str) -> Iterator[str]:
+        """A child run of the active retrain run, one per candidate."""
+        with mlflow.start_run(
+            experiment_id=self.experiment_id(),
+            run_name=name,
+            nested=True,
+            tags={Tag.RUN_KIND: "candidate", Tag.CANDIDATE: name},
+        ) as run:
+            yield run.info.run_id
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        mlflow.log_params({k: _param(v) for k, v in params.items()})
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics(metrics)
+
+    def set_tags(self, tags: dict[str, str]) -> None:
+        mlflow.set_tags(tags)
+
+    def log_json(self, payload: Any, path: str) -> None:
+        mlflow.log_dict(payload, path)
+
+    def log_model(
+        self, pipeline: Pipeline, *, input_example: pd.DataFrame, profile: dict[str, Any]
+    ) -> str:
+        """Log a fitted pipeline as an MLflow model with signature, input example and its reference
+        profile; returns the model URI to register."""
+        probabilities = pipeline.predict_proba(input_example)
+        signature = infer_signature(input_example, probabilities)
+        with tempfile.TemporaryDirectory() as folder:
+            profile_path = Path(folder) / PROFILE_FILE
+            profile_path.write_text(json.dumps(profile))
+            info = mlflow.sklearn.log_model(
+                pipeline,
+                name=MODEL_ARTIFACT,
+                signature=signature,
+                input_example=input_example,
+                serialization_format=mlflow.sklearn.SERIALIZATION_FORMAT_SKOPS,
+                skops_trusted_types=trusted_types(pipeline),
+                pyfunc_predict_fn="predict_proba",
+                pip_requirements=_requirements(),
+                extra_files=[str(profile_path)],
+            )
+        return str(info.model_uri)
+
+    def recent_retrains(self, limit: int = 5) -> list[RetrainSummary]:
+        """The latest retrains of the experiment, newest first, each with its candidates."""
+        experiment = self.client.get_experiment_by_name(self.settings.mlflow_experiment)
+        if experiment is None:
+            return []
+        parents = self.client.search_runs(
+            [experiment.experiment_id],
+            filter_string=f"tags.`{Tag.RUN_KIND}` = 'retrain'",
+            order_by=["attributes.start_time DESC"],
+            max_results=limit,
+        )
+        return [self._retrain_summary(experiment.experiment_id, parent) for parent in parents]
+
+    def _retrain_summary(self, experiment_id: str, parent: Run) -> RetrainSummary:
+        children = self.client.search_runs(
+            [experiment_id],
+            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+            order_by=["attributes.start_time ASC"],
+        )
+        tags = parent.data.tags
+        return RetrainSummary(
+            run_id=parent.info.run_id,
+            started_at_ms=int(parent.info.start_time),
+            status=str(parent.info.status),
+            reason=tags.get("reason"),
+            budget=tags.get("budget"),
+            job_id=tags.get(Tag.JOB_ID),
+            winner=tags.get("winner"),
+            registered_version=tags.get("registered_version"),
+            decision=tags.get(Tag.DECISION),
+            decision_reason=tags.get(Tag.REASON),
+            candidates=[
+                CandidateSummary(
+                    name=child.data.tags.get(Tag.CANDIDATE, child.info.run_name or "?"),
+                    run_id=child.info.run_id,
+                    metrics=dict(child.data.metrics),
+                    error=child.data.tags.get("error"),
+                )
+                for child in children
+            ],
+        )
+
+    def run_json(self, run_id: str, path: str) -> Any:
+        """A JSON artifact logged with :meth:`log_json` in a run."""
+        with tempfile.TemporaryDirectory(prefix="cncwear-artifact-") as folder:
+            local = self.client.download_artifacts(run_id, path, dst_path=folder)
+            return json.loads(Path(local).read_text())
+
+    # -- registry -------------------------------------------------------------------------------
+
+    def register(self, model_uri: str, *, tags: dict[str, str]) -> ModelVersion:
+        registered = mlflow.register_model(model_uri, self.settings.model_name, tags=tags)
+        return self.client.get_model_version(self.settings.model_name, registered.version)
+
+    def versions_for_job(self, job_id: str) -> list[ModelVersion]:
+        """Versions already registered by a job, so a redelivered job does not register twice."""
+        found = self.client.search_model_versions(
+            f"name = '{self.settings.model_name}' and tags.`{Tag.JOB_ID}` = '{job_id}'"
+        )
+        return list(found)
+
+    def champion_version(self) -> ModelVersion | None:
+        try:
+            registered = self.client.get_registered_model(self.settings.model_name)
+        except MlflowException as error:
+            if error.error_code == "RESOURCE_DOES_NOT_EXIST":
+                return None
+            raise
+        version = registered.aliases.get(self.settings.champion_alias)
+        if version is None:
+            return None
+        return self.client.get_model_version(self.settings.model_name, str(version))
+
+    def set_champion(self, version: str) -> None:
+        self.client.set_registered_model_alias(
+            self.settings.model_name, self.settings.champion_alias, version
+        )
+
+    def tag_version(self, version: str, tags: dict[str, str]) -> None:
+        for key, value in tags.items():
+            self.client.set_model_version_tag(self.settings.model_name, version, key, value)
+
+    @contextmanager
+    def promotion_lock(self) -> Iterator[None]:
+        """Serialises read-compare-set of the champion alias between concurrent retrains, so that a
+        slower retrain cannot overwrite a better champion promoted meanwhile (no lost update).
+        Workers on several machines sharing one registry take a lock in Redis; processes of one
+        machine may use a lock file under ``home``."""
+        if self.settings.uses_redis_promotion_lock():
+            with _redis_lock(self.settings):
+                yield
+            return
+        self.settings.home.mkdir(parents=True, exist_ok=True)
+        with FileLock(self.settings.home / "promotion.lock", timeout=PROMOTION_LOCK_WAIT_SECONDS):
+            yield
+
+    # -- loading --------------------------------------------------------------------------------
+
+    def load_champion(self) -> LoadedModel:
+        champion = self.champion_version()
+        if champion is None:
+            raise NoChampionError(
+                f"no model holds the alias {self.settings.champion_alias!r} of "
+                f"{self.settings.model_name!r} yet: run a retrain first"
+            )
+        return self.load_version(champion)
+
+    def load_version(self, model_version: ModelVersion) -> LoadedModel:
+        uri = f"models:/{self.settings.model_name}/{model_version.version}"
+        try:
+            with tempfile.TemporaryDirectory(prefix="cncwear-model-") as folder:
+                local = Path(mlflow.artifacts.download_artifacts(uri, dst_path=folder))
+                pipeline = mlflow.sklearn.load_model(str(local))
+                profile = json.loads((local / "extra_files" / PROFILE_FILE).read_text())
+        except Exception as error:  # any failure here means the version is unusable
+            raise ModelLoadError(
+                f"version {model_version.version} cannot be loaded: {error}"
+            ) from error
+        if not isinstance(pipeline, Pipeline) or not hasattr(pipeline, "predict_proba"):
+            raise ModelLoadError(f"version {model_version.version} is not a cncwear pipeline")
+        problem = incompatibility(pipeline)
+        if problem is not None:
+            raise ModelLoadError(f"version {model_version.version} is incompatible: {problem}")
+        return LoadedModel(
+            name=self.settings.model_name,
+            version=str(model_version.version),
+            run_id=str(model_version.run_id),
+            pipeline=pipeline,
+            profile=profile,
+            tags=dict(model_version.tags),
+        )
+
+
+def incompatibility(pipeline: Pipeline) -> str | None:
+    """Why a loaded pipeline cannot serve cncwear's rows, or None. A version registered by hand
+    (another model, another schema) loads fine and would then answer every request wrongly: it is
+    refused at load instead."""
+    columns = getattr(pipeline, "feature_names_in_", None)
+    if columns is None:
+        return "it does not name its input columns (fitted on an array, not on raw rows)"
+    known = set(input_columns(use_identifying_columns=True))
+    unknown = [str(c) for c in columns if c not in known]
+    if unknown:
+        return f"it takes columns the raw-row schema does not have: {unknown[:5]}"
+    if PROCESS_COLUMN not in set(columns) and not set(SENSOR_NUMERIC_COLUMNS) & set(columns):
+        return "it takes none of the sensor readings"
+    classes = [int(c) if isinstance(c, int | np.integer) else c for c in pipeline.classes_]
+    if classes != sorted(LABELS.values()):
+        return f"its classes are {classes[:5]}, not {sorted(LABELS.values())} (unworn, worn)"
+    return None
+
+
+@contextmanager
+def _redis_lock(settings: Settings) -> Iterator[None]:
+    client = redis.Redis.from_url(settings.redis_url, socket_connect_timeout=5)
+    lock = client.lock(
+        f"cncwear:promotion-lock:{settings.model_name}",
+        timeout=PROMOTION_LOCK_LEASE_SECONDS,
+        blocking_timeout=PROMOTION_LOCK_WAIT_SECONDS,
+    )
+    try:
+        if not lock.acquire():
+            raise PromotionLockError(
+                f"the promotion lock of {settings.model_name!r} in Redis stayed taken for "
+                f"{PROMOTION_LOCK_WAIT_SECONDS} s"
+            )
+        try:
+            yield
+        finally:
+            lock.release()
+    finally:
+        client.close()
+
+
+@contextmanager
+def _environment_kept(*names: str) -> Iterator[None]:
+    saved = {name: os.environ.get(name) for name in names}
+    try:
+        yield
+    finally:
+        for name, value in saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+
+
+def trusted_types(pipeline: Pipeline) -> list[str]:
+    """The exact types skops must trust to load this pipeline: MLflow 3 refuses unknown ones."""
+    return list(skops.io.get_untrusted_types(data=skops.io.dumps(pipeline)))
+
+
+def _requirements() -> list[str]:
+    names = ("scikit-learn", "numpy", "pandas", "scipy", "skops")
+    return [f"{name}=={package_version(name)}" for name in names]
+
+
+def _param(value: Any) -> str:
+    text = json.dumps(value) if isinstance(value, dict | list) else str(value)
+    return text[:6000]

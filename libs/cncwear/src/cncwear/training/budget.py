@@ -1,0 +1,58 @@
+"""Search budgets: how much a retrain may spend on each candidate."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from cncwear.core.settings import Budget
+
+
+@dataclass(frozen=True)
+class SearchBudget:
+    tree_iterations: int
+    """Randomized-search draws for the decision tree."""
+    forest_iterations: int
+    """Randomized-search draws for the random forest."""
+    cv_folds: int
+    """Grouped cross-validation folds inside the training experiments."""
+    max_trees: int | None
+    """Cap on the forest's n_estimators grid (None: the thesis grid up to 2000). The full budget
+    caps it at 400: past a few hundred trees a forest's votes no longer change, while its refit,
+    its artifact and every served prediction grow with each tree (uncapped, the forest took eight
+    of a full retrain's sixteen minutes)."""
+    search_row_stride: int
+    """Searches see every n-th row of each experiment: rows 100 ms apart are near duplicates, so
+    thinning them costs little signal and divides search time. The winner is refit on all rows."""
+    flaml_iterations: int
+    """Trials of FLAML's search. A count, not a time: FLAML bounded by wall time found a different
+    model from run to run (how far it got depended on the machine's load), so two retrains on the
+    same data and seed could promote different models. Counted trials make the search repeatable.
+    The full budget's 500 take about 18 s on 2 cores and find the configuration that 40 s of
+    time-bounded search found in its last second; 1,000 trials find the same one (the retrain's
+    training experiments, ``CNCWEAR_SEED`` 42)."""
+    autosklearn_seconds: float
+    """Time budget of auto-sklearn, whose search only a time bounds: at 45 s on a busy 2-core
+    machine it finished none of its evaluations (each grows 512 trees on every fold), at 120 s
+    six."""
+
+
+BUDGETS: dict[Budget, SearchBudget] = {
+    Budget.FAST: SearchBudget(
+        tree_iterations=6,
+        forest_iterations=2,
+        cv_folds=3,
+        max_trees=40,
+        search_row_stride=8,
+        flaml_iterations=60,
+        autosklearn_seconds=30.0,
+    ),
+    Budget.FULL: SearchBudget(
+        tree_iterations=60,
+        forest_iterations=6,
+        cv_folds=4,
+        max_trees=400,
+        search_row_stride=8,
+        flaml_iterations=500,
+        autosklearn_seconds=120.0,
+    ),
+}

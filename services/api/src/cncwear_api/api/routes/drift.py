@@ -1,0 +1,307 @@
+"""``/drift`` and ``/feedback``: how live traffic compares with the served model's reference, and
+ground truth for earlier predictions, giving live accuracy, precision and recall."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import numpy as np
+from fastapi import APIRouter, Request
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from starlette.concurrency import run_in_threadpool
+
+from cncwear.monitoring.drift import FeatureDrift
+from cncwear.monitoring.window import LivePerformance
+from cncwear.serving.scoring import THRESHOLD
+from cncwear_api.api.deps import CurrentModel, NoDuplicateKeys, WriteAccess
+from cncwear_api.api.errors import (
+    ConflictError,
+    InvalidRequestError,
+    NotFoundError,
+    ServiceOffError,
+)
+from cncwear_api.core.metrics import ApiMetrics
+from cncwear_api.schemas import (
+    ErrorResponse,
+    Histogram,
+    JsonScalar,
+    Label,
+    LiveDistributions,
+    LiveFeatureDistribution,
+    ModelRef,
+    PredictRequest,
+    Problem,
+)
+from cncwear_api.serving.batch import to_batch
+from cncwear_api.serving.holder import ServedModel
+from cncwear_api.serving.live_monitoring import LiveMonitoring
+
+router = APIRouter(tags=["monitoring"])
+
+MONITORING_OFF = "monitoring is switched off on this server (CNCWEAR_MONITORING=false)"
+
+
+class FeatureDriftPublic(BaseModel):
+    name: str
+    psi: float = Field(description="Population stability index over the reference's deciles")
+    test: Literal["ks", "wasserstein"] = Field(
+        description="Chosen like Evidently: KS up to 1,000 reference rows, else normed Wasserstein"
+    )
+    statistic: float = Field(description="KS p-value, or Wasserstein distance / reference std")
+    threshold: float
+    drifted: bool
+    reference_mean: float
+    current_mean: float
+
+    @classmethod
+    def of(cls, drift: FeatureDrift) -> FeatureDriftPublic:
+        return cls.model_validate(drift.as_dict())
+
+
+class LivePerformancePublic(BaseModel):
+    labelled_rows: int = Field(description="Labelled rows in the feedback window")
+    enough_rows: bool
+    metrics: dict[str, float | None] = Field(description="Live accuracy, precision, recall")
+    holdout: dict[str, float] = Field(description="The same on the held-out experiments")
+    difference: dict[str, float | None] = Field(description="Live minus holdout")
+
+    @classmethod
+    def of(cls, performance: LivePerformance) -> LivePerformancePublic:
+        return cls.model_validate(performance.as_dict())
+
+
+class TriggerPublic(BaseModel):
+    kind: str
+    reason: str
+    at: float
+    job_id: str | None
+    outcome: str
+
+
+class TriggersPublic(BaseModel):
+    retrain_on_drift: bool
+    retrain_on_accuracy_drop: bool
+    sustain_seconds: float
+    drift_since: float | None = Field(description="Since when the traffic has been drifted")
+    accuracy_drop_since: float | None
+    recent: list[TriggerPublic] = Field(description="Retrains this replica asked for, and why")
+
+
+class DriftPublic(BaseModel):
+    model: ModelRef
+    window_rows: int = Field(description="Served rows in the window now")
+    window_capacity: int
+    min_rows: int
+    rows_seen: int = Field(description="Rows served by this version on this replica")
+    enough_rows: bool
+    drift_share: float
+    drift_share_threshold: float
+    drift_detected: bool
+    drifted_features: list[str]
+    features: list[FeatureDriftPublic]
+    prediction: FeatureDriftPublic | None = Field(
+        description="Predicted wear probability against the holdout's"
+    )
+    performance: LivePerformancePublic
+    reference: dict[str, Any]
+    triggers: TriggersPublic
+
+
+class FeedbackRequest(BaseModel):
+    """Ground truth for an earlier ``/predict`` request (its ``request_id``), or labelled rows."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"request_id": "4f1c0d2ab9e84d0c9d0f6f2f7c1e5b3a", "label": "worn"},
+                {"request_id": "4f1c0d2ab9e84d0c9d0f6f2f7c1e5b3a", "labels": ["worn", "worn"]},
+            ]
+        },
+    )
+
+    request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
+    label: Label | None = Field(
+        default=None, description="The tool's state for every row (a tool's state is constant)"
+    )
+    labels: list[Label] | None = Field(default=None, description="One label per row, in order")
+    rows: list[dict[str, JsonScalar]] | None = None
+    columns: list[str] | None = None
+    data: list[list[JsonScalar]] | None = None
+
+    @model_validator(mode="after")
+    def _one_form(self) -> FeedbackRequest:
+        has_rows = self.rows is not None or self.columns is not None or self.data is not None
+        if (self.request_id is None) == (not has_rows):
+            raise ValueError("give either 'request_id', or rows ('rows', or 'columns' + 'data')")
+        if (self.label is None) == (self.labels is None):
+            raise ValueError("give either 'label' (every row) or 'labels' (one per row)")
+        return self
+
+
+class FeedbackAccepted(BaseModel):
+    model: ModelRef
+    rows: int = Field(description="Labelled rows added to the feedback window")
+    source: Literal["request_id", "rows"]
+    performance: LivePerformancePublic
+
+
+def _monitoring(request: Request) -> LiveMonitoring:
+    monitoring: LiveMonitoring = request.state.monitoring
+    if not monitoring.enabled:
+        raise ServiceOffError(MONITORING_OFF)
+    return monitoring
+
+
+@router.get(
+    "/drift",
+    response_model=DriftPublic,
+    summary="Drift of live traffic and live performance of the served model",
+    description=(
+        "Per selected feature over the window of recent served rows (this replica's): a "
+        "population stability index and a drift test chosen like Evidently's defaults; the share "
+        "of drifted features; drift of the predicted wear probability; live accuracy, precision "
+        "and recall from feedback, beside the holdout figures; the reference compared against; "
+        "the retrain triggers."
+    ),
+    responses={503: {"model": ErrorResponse, "description": "No champion, or monitoring off"}},
+)
+async def get_drift(request: Request, served: CurrentModel) -> DriftPublic:
+    monitoring = _monitoring(request)
+    report = await run_in_threadpool(monitoring.report, served)
+    settings = monitoring.settings
+    return DriftPublic(
+        model=ModelRef(name=served.name, version=served.version),
+        window_rows=report.window_rows,
+        window_capacity=report.config.window_rows,
+        min_rows=report.config.min_rows,
+        rows_seen=report.rows_seen,
+        enough_rows=report.enough_rows,
+        drift_share=report.drift_share,
+        drift_share_threshold=report.config.drift_share,
+        drift_detected=report.drift_detected,
+        drifted_features=report.drifted,
+        features=[FeatureDriftPublic.of(f) for f in report.features],
+        prediction=None if report.prediction is None else FeatureDriftPublic.of(report.prediction),
+        performance=LivePerformancePublic.of(report.performance),
+        reference=report.reference,
+        triggers=TriggersPublic(
+            retrain_on_drift=settings.retrain_on_drift,
+            retrain_on_accuracy_drop=settings.retrain_on_accuracy_drop,
+            sustain_seconds=settings.trigger_sustain_seconds,
+            drift_since=monitoring.drift_condition.since,
+            accuracy_drop_since=monitoring.accuracy_condition.since,
+            recent=[TriggerPublic.model_validate(t.as_dict()) for t in monitoring.triggers],
+        ),
+    )
+
+
+@router.get(
+    "/drift/distributions",
+    response_model=LiveDistributions,
+    summary="Live traffic binned like the training distributions",
+    description=(
+        "Histograms of the monitored features over this replica's window of recent served rows, "
+        "on the bin edges of `GET /model/distributions`, to overlay live traffic on training data."
+    ),
+    responses={503: {"model": ErrorResponse, "description": "No champion, or monitoring off"}},
+)
+async def get_live_distributions(request: Request, served: CurrentModel) -> LiveDistributions:
+    monitor = _monitoring(request).monitor_for(served)
+    window = await run_in_threadpool(monitor.window_features)
+    training = {f.feature: f.histogram.edges for f in served.distributions.features}
+    return LiveDistributions(
+        model=ModelRef(name=served.name, version=served.version),
+        window_rows=min((len(v) for v in window.values()), default=0),
+        features=[
+            LiveFeatureDistribution(feature=name, histogram=_binned(values, training[name]))
+            for name, values in window.items()
+            if name in training
+        ],
+    )
+
+
+def _binned(values: np.ndarray, edges: list[float]) -> Histogram:
+    counts, _ = np.histogram(np.clip(values, edges[0], edges[-1]), bins=np.asarray(edges))
+    return Histogram(edges=edges, counts=[int(c) for c in counts])
+
+
+@router.post(
+    "/feedback",
+    response_model=FeedbackAccepted,
+    dependencies=[WriteAccess, NoDuplicateKeys],
+    summary="Ground truth for earlier predictions",
+    description=(
+        "The real state of the tool for an earlier `/predict` request (by its `request_id`; "
+        "recent requests are remembered by the replica that served them, up to "
+        "`CNCWEAR_FEEDBACK_MEMORY_ROWS` rows) or for raw rows sent with their labels (scored "
+        "here). Adds to the window live accuracy, precision and recall are computed over. A "
+        "request's ground truth counts once. Needs the API token."
+    ),
+    responses={
+        401: {"model": ErrorResponse, "description": "Missing or invalid API token"},
+        404: {"model": ErrorResponse, "description": "Request id unknown or forgotten"},
+        409: {"model": ErrorResponse, "description": "Predicted by another model version"},
+        422: {"model": ErrorResponse, "description": "Bad body, rows or labels"},
+        503: {"model": ErrorResponse, "description": "No champion, or monitoring off"},
+    },
+)
+async def post_feedback(
+    request: Request, served: CurrentModel, body: FeedbackRequest
+) -> FeedbackAccepted:
+    monitoring = _monitoring(request)
+    metrics: ApiMetrics = request.state.metrics
+    if body.request_id is not None:
+        predicted, source = _remembered(monitoring, served, body), "request_id"
+        actual = _labels(body, len(predicted))
+        if monitoring.recent.take(body.request_id) is None:  # taken meanwhile by another call
+            raise NotFoundError(f"the feedback for request {body.request_id!r} was just given")
+    else:
+        predicted = await run_in_threadpool(_scored, served, body)
+        source = "rows"
+        actual = _labels(body, len(predicted))
+    monitor = monitoring.monitor_for(served)
+    monitor.add_feedback(predicted, actual)
+    metrics.feedback_rows.labels(source=source).inc(len(actual))
+    report = await run_in_threadpool(monitoring.report, served)
+    return FeedbackAccepted(
+        model=ModelRef(name=served.name, version=served.version),
+        rows=len(actual),
+        source=source,  # type: ignore[arg-type]
+        performance=LivePerformancePublic.of(report.performance),
+    )
+
+
+def _remembered(monitoring: LiveMonitoring, served: ServedModel, body: FeedbackRequest) -> Any:
+    assert body.request_id is not None
+    found = monitoring.recent.peek(body.request_id)
+    if found is None:
+        raise NotFoundError(
+            f"no recent prediction with request id {body.request_id!r} on this server: ids are "
+            "remembered by the replica that served them, for the most recent "
+            f"{monitoring.settings.feedback_memory_rows} rows; send the rows with their labels "
+            "instead"
+        )
+    version, predicted = found
+    if version != served.version:
+        raise ConflictError(
+            f"request {body.request_id!r} was answered by version {version}; version "
+            f"{served.version} is served now, and live performance describes the served version"
+        )
+    return predicted
+
+
+def _scored(served: ServedModel, body: FeedbackRequest) -> np.ndarray:
+    payload = PredictRequest(rows=body.rows, columns=body.columns, data=body.data)
+    batch = to_batch(payload, served.input_columns)
+    result: np.ndarray = served.probability_worn(batch) >= THRESHOLD
+    return result
+
+
+def _labels(body: FeedbackRequest, rows: int) -> np.ndarray:
+    if body.labels is None:
+        return np.full(rows, body.label == "worn")
+    if len(body.labels) != rows:
+        problem = f"has {len(body.labels)} labels for {rows} predicted rows"
+        raise InvalidRequestError([Problem(column="labels", problem=problem)])
+    return np.asarray([label == "worn" for label in body.labels])
