@@ -55,3 +55,7 @@ class PromotionLockError(CncwearError):
 
 class TrainingError(CncwearError):
     """A retrain that could not produce any candidate."""
+
+
+class CompileError(CncwearError):
+    """A model that cannot be compiled, or whose compiled form does not match scikit-learn."""
