@@ -30,7 +30,7 @@ from cncwear.core.schema import input_columns
 from cncwear.core.settings import Budget, Settings
 from cncwear.data.dataset import Dataset
 from cncwear.registry.store import ModelStore
-from cncwear.serving.compiled.export import CompiledTag
+from cncwear.serving.compiled.artifact import CompiledTag
 from cncwear.training.retrain import retrain
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app

@@ -14,7 +14,7 @@ import pandas as pd
 import pytest
 
 from cncwear.registry.store import ModelStore
-from cncwear.serving.compiled.export import registered_pipeline
+from cncwear.serving.compiled.artifact import registered_pipeline
 from cncwear_api.schemas import (
     AnchorExplanationPublic,
     GlobalViewPublic,

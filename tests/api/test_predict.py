@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cncwear.serving.compiled.export import CompiledTag, registered_pipeline
+from cncwear.serving.compiled.artifact import CompiledTag, registered_pipeline
 from cncwear_api.schemas import PredictResponse
 
 from .conftest import Registry, RunningServer, records, serve

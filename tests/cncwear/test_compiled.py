@@ -3,6 +3,8 @@ the version, and refused when it cannot be trusted."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from typing import Any
 
 import numpy as np
@@ -20,21 +22,21 @@ from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
+from cncwear.core.errors import CompileError
 from cncwear.core.schema import input_columns
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.features import build_pipeline
 from cncwear.registry.store import ModelStore
-from cncwear.serving.compiled.export import (
-    TOLERANCE,
-    CompiledModel,
+from cncwear.serving.compiled.artifact import (
     CompiledTag,
-    CompileError,
-    attach_compiled_form,
-    compile_and_check,
     load_compiled_form,
     registered_pipeline,
 )
+from cncwear.serving.compiled.attach import attach_compiled_form
+from cncwear.serving.compiled.export import compile_and_check
+from cncwear.serving.compiled.runtime import CompiledModel
+from cncwear.serving.trees import PARITY_TOLERANCE as TOLERANCE
 
 
 @pytest.fixture(scope="module")
@@ -192,3 +194,17 @@ def test_a_compiled_form_whose_checksum_differs_is_not_used(
     loaded = store.load_version(store.client.get_model_version(settings.model_name, version))
     with pytest.raises(CompileError, match="checksum"):
         load_compiled_form(store, loaded)
+
+
+def test_a_server_loads_compiled_forms_without_the_converters() -> None:
+    """The API installs onnxruntime only: loading and running compiled forms must not import
+    skl2onnx, onnx or LightGBM (export and attach do, at training time)."""
+    modules = "cncwear.serving.compiled.artifact, cncwear.serving.compiled.runtime"
+    code = (
+        f"import sys, {modules}; "
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'skl2onnx', 'onnx', 'lightgbm'}))"
+    )
+    found = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, check=True, timeout=120
+    )
+    assert found.stdout.strip() == "[]"

@@ -13,7 +13,6 @@ from cncwear.data.features import build_pipeline
 from cncwear.data.profile import build_profile
 from cncwear.monitoring.drift import DriftTest, choose_test, compare, psi
 from cncwear.monitoring.window import (
-    FeatureMap,
     Monitor,
     MonitorConfig,
     RecentPredictions,
@@ -21,6 +20,7 @@ from cncwear.monitoring.window import (
     RingBuffer,
     SustainedCondition,
     classification_metrics,
+    window_feature_map,
 )
 
 
@@ -108,19 +108,6 @@ def fitted(dataset: Dataset) -> tuple[object, pd.DataFrame, pd.DataFrame]:
     return pipeline, train, held
 
 
-def test_the_feature_map_computes_the_pipeline_s_selected_features_exactly(
-    fitted: tuple[object, pd.DataFrame, pd.DataFrame],
-) -> None:
-    pipeline, _, held = fitted
-    columns = input_columns(use_identifying_columns=False)
-    selected = [str(c) for c in pipeline[:-1].get_feature_names_out()]  # type: ignore[index]
-    mapped = FeatureMap(selected, numeric_columns(columns))
-    assert mapped.names == selected and mapped.unmapped == []
-    expected = pipeline[:-1].transform(held[columns])[selected].to_numpy()  # type: ignore[index]
-    computed = mapped.engineer(held[numeric_columns(columns)].to_numpy(np.float64))
-    assert np.array_equal(computed, expected)
-
-
 def test_the_monitor_compares_traffic_with_the_held_out_rows_of_the_profile(
     fitted: tuple[object, pd.DataFrame, pd.DataFrame],
 ) -> None:
@@ -139,7 +126,7 @@ def test_the_monitor_compares_traffic_with_the_held_out_rows_of_the_profile(
     selected = list(profile["holdout_sample"])
     monitor = Monitor(
         reference,
-        FeatureMap(selected, numeric_columns(columns)),
+        window_feature_map(pipeline),  # type: ignore[arg-type]
         MonitorConfig(window_rows=1000, min_rows=500, feedback_min_rows=10),
     )
     assert not monitor.report().enough_rows

@@ -13,8 +13,9 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from cncwear.core.errors import CncwearError, Problem, SchemaError
-from cncwear.core.schema import CLASS_NAMES, PROCESS_COLUMN, numeric_columns, validate_rows
+from cncwear.core.schema import CLASS_NAMES, validate_rows
 from cncwear.core.settings import Settings
+from cncwear.data.feature_map import FeatureMap, FeatureStepsError
 from cncwear.data.features import selected_features
 from cncwear.explain import global_views
 from cncwear.explain.anchor_explainer import AnchorExplainer
@@ -31,7 +32,6 @@ from cncwear.explain.results import (
     ShapExplanation,
 )
 from cncwear.explain.shap_explainer import ShapExplainer
-from cncwear.serving.compiled.export import CompileError, FeatureMap, feature_map
 from cncwear.serving.scoring import THRESHOLD, model_input_columns
 
 logger = logging.getLogger(__name__)
@@ -227,16 +227,12 @@ class Explainers:
         return replace(view, seconds=time.perf_counter() - started)
 
 
-def _feature_map(pipeline: Pipeline, seed: int, rows: int = 64) -> FeatureMap | None:
-    """The pipeline's feature steps as a :class:`FeatureMap` (``cncwear.compiled``), accepted only
-    if it reproduces them exactly on random rows that exercise every raw column."""
-    columns = model_input_columns(pipeline)
-    numeric = numeric_columns(columns)
-    values = np.random.default_rng(seed).normal(scale=100.0, size=(rows, len(numeric)))
-    frame = pd.DataFrame(values, columns=numeric).assign(**{PROCESS_COLUMN: "Layer 1 Up"})
+def _feature_map(pipeline: Pipeline, seed: int) -> FeatureMap | None:
+    """The pipeline's feature steps as a :class:`FeatureMap`, accepted only if it reproduces them
+    exactly on random rows (drawn with ``seed``) that exercise every raw column."""
     try:
-        return feature_map(pipeline, validate_rows(frame[columns], columns))
-    except CompileError as error:
+        return FeatureMap.probe(pipeline, seed=seed)
+    except FeatureStepsError as error:
         logger.info("feature steps engineered through the pipeline: %s", error)
         return None
 

@@ -10,57 +10,33 @@ statistics (:mod:`cncwear.drift`) are computed from a snapshot of the buffers by
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
+from sklearn.pipeline import Pipeline
 
-from cncwear.core.schema import AXES, MOTION_QUANTITIES
-from cncwear.data.features import difference_name
+from cncwear.data.feature_map import FeatureMap, FeatureStepsError
 from cncwear.monitoring.drift import FeatureDrift, compare
+
+logger = logging.getLogger(__name__)
 
 PERFORMANCE_METRICS = ("accuracy", "precision", "recall")
 
 
-class FeatureMap:
-    """The model's selected engineered features computed straight from the raw numeric matrix.
-
-    Every engineered feature of :mod:`cncwear.features` is a raw column or a command-minus-actual
-    difference, so the selected ones are one matrix product away from the raw row: no pandas, no
-    pipeline call on the request path. Features it cannot express are left out (``unmapped``).
-    """
-
-    def __init__(self, selected: Sequence[str], numeric_columns: Sequence[str]) -> None:
-        position = {name: i for i, name in enumerate(numeric_columns)}
-        differences = {
-            difference_name(a, q): (f"{a}_Command{q}", f"{a}_Actual{q}")
-            for a in AXES
-            for q in MOTION_QUANTITIES
-        }
-        columns: list[np.ndarray] = []
-        self.names: list[str] = []
-        self.unmapped: list[str] = []
-        for name in selected:
-            weights = np.zeros(len(numeric_columns))
-            if name in position:
-                weights[position[name]] = 1.0
-            elif name in differences and all(c in position for c in differences[name]):
-                command, actual = differences[name]
-                weights[position[command]], weights[position[actual]] = 1.0, -1.0
-            else:
-                self.unmapped.append(name)
-                continue
-            self.names.append(name)
-            columns.append(weights)
-        self.matrix = np.column_stack(columns) if columns else np.zeros((len(numeric_columns), 0))
-
-    def engineer(self, numeric: np.ndarray) -> np.ndarray:
-        """Selected features of validated raw rows (numeric columns in the model's order)."""
-        result: np.ndarray = numeric @ self.matrix
-        return result
+def window_feature_map(pipeline: Pipeline) -> FeatureMap:
+    """The feature map the drift window engineers its rows with: the pipeline's own, or, when its
+    feature steps are not column picks and differences, one that computes nothing (the window then
+    monitors no feature and lists them all as unmonitored)."""
+    try:
+        return FeatureMap.probe(pipeline)
+    except FeatureStepsError as error:
+        logger.warning("drift monitoring covers no feature: %s", error)
+        return FeatureMap.nothing(pipeline)
 
 
 class RingBuffer:
@@ -130,34 +106,25 @@ class Reference:
 
     version: str
     features: dict[str, np.ndarray]
-    """Rows of the held-out experiments, per selected feature (the profile's ``holdout_sample``;
-    the training ``sample`` for profiles logged before it was kept)."""
-    source: str
-    """Which of the two samples ``features`` came from."""
+    """Rows of the held-out experiments, per selected feature (the profile's ``holdout_sample``)."""
     probability_worn: np.ndarray
-    """Predicted wear probability on the held-out experiments."""
+    """Predicted wear probability on the held-out experiments (a sample of them)."""
     holdout: dict[str, float]
     """The model's accuracy, precision and recall on the held-out experiments."""
     training_rows: int
+    source: ClassVar[str] = "holdout_sample"
+    """The profile's sample ``features`` come from."""
 
     @classmethod
     def from_profile(
         cls, version: str, profile: Mapping[str, Any], holdout_metrics: Mapping[str, float]
     ) -> Reference:
-        source = "holdout_sample" if profile.get("holdout_sample") else "sample"
-        sample = profile.get(source) or {}
+        sample = profile.get(cls.source) or {}
         probabilities = profile.get("holdout_probability_worn") or {}
-        if "sample" in probabilities:
-            probability = np.asarray(probabilities["sample"], dtype=np.float64)
-        else:  # profiles logged before the sample was kept: the histogram's bin centres
-            edges = np.asarray(probabilities.get("bin_edges", [0.0, 1.0]))
-            counts = np.asarray(probabilities.get("counts", [0]), dtype=np.int64)
-            probability = np.repeat((edges[:-1] + edges[1:]) / 2, counts)
         return cls(
             version=version,
             features={str(k): np.asarray(v, dtype=np.float64) for k, v in sample.items()},
-            source=source,
-            probability_worn=probability,
+            probability_worn=np.asarray(probabilities.get("sample", []), dtype=np.float64),
             holdout={
                 k: float(holdout_metrics[k]) for k in PERFORMANCE_METRICS if k in holdout_metrics
             },
@@ -218,7 +185,7 @@ class Monitor:
         self._matrix = np.ascontiguousarray(feature_map.matrix[:, keep])
         # Raw readings are kept and engineered at report time: a slice copy per request, no
         # arithmetic on the request path.
-        self._served = RingBuffer(config.window_rows, feature_map.matrix.shape[0], 1)
+        self._served = RingBuffer(config.window_rows, len(feature_map.raw_columns), 1)
         self._feedback = RingBuffer(config.feedback_window_rows, 1, 1)
         self._lock = threading.Lock()
 
@@ -283,9 +250,6 @@ class Monitor:
                 "what": (
                     "this version's held-out experiments: their rows (features) and its "
                     "predictions on them (probability_worn)"
-                    if self.reference.source == "holdout_sample"
-                    else "this version's training rows (features; its profile predates holdout "
-                    "samples) and its predictions on the held-out experiments (probability_worn)"
                 ),
                 "training_rows": self.reference.training_rows,
                 "feature_sample_rows": min(

@@ -318,6 +318,28 @@ class ModelStore:
             tags=dict(model_version.tags),
         )
 
+    # -- artifacts of a version -----------------------------------------------------------------
+
+    def version_tags(self, version: str) -> dict[str, str]:
+        model_version = self.client.get_model_version(self.settings.model_name, version)
+        return dict(model_version.tags)
+
+    def version_run_id(self, version: str) -> str:
+        """The run that logged a version (its artifacts are the run's)."""
+        return str(self.client.get_model_version(self.settings.model_name, version).run_id)
+
+    def log_artifacts(self, run_id: str, folder: Path, artifact_path: str) -> None:
+        """Store the files of ``folder`` under ``artifact_path`` among a run's artifacts."""
+        self.client.log_artifacts(run_id, str(folder), artifact_path)
+
+    def download_artifacts(self, run_id: str, path: str, dst: Path) -> Path:
+        """Download ``path`` of a run's artifacts into ``dst``; returns where it landed."""
+        return Path(self.client.download_artifacts(run_id, path, dst_path=str(dst)))
+
+    def load_pipeline(self, version: str) -> Any:
+        """A version's model as MLflow's scikit-learn flavour loads it (no profile, no checks)."""
+        return mlflow.sklearn.load_model(f"models:/{self.settings.model_name}/{version}")
+
 
 def incompatibility(pipeline: Pipeline) -> str | None:
     """Why a loaded pipeline cannot serve cncwear's rows, or None. A version registered by hand

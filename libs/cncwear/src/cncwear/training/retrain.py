@@ -20,7 +20,8 @@ from cncwear.data.features import feature_importances, selected_features
 from cncwear.data.profile import build_profile
 from cncwear.registry.events import publish_promotion
 from cncwear.registry.store import ModelStore, Tag
-from cncwear.serving.compiled.export import attach_compiled_form, registered_pipeline
+from cncwear.serving.compiled.artifact import registered_pipeline
+from cncwear.serving.compiled.attach import attach_compiled_form
 from cncwear.training.automl.engines import get_engine
 from cncwear.training.budget import BUDGETS
 from cncwear.training.candidates import (

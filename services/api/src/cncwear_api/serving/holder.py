@@ -24,16 +24,14 @@ import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from sklearn.pipeline import Pipeline
 
+from cncwear.core.errors import CompileError
 from cncwear.core.schema import ACTIVE_PROCESSES, PROCESS_COLUMN, numeric_columns
+from cncwear.data.feature_map import FeatureMap
 from cncwear.data.features import selected_features
-from cncwear.monitoring.window import FeatureMap, Reference
+from cncwear.monitoring.window import Reference, window_feature_map
 from cncwear.registry.store import LoadedModel, ModelStore, Tag
-from cncwear.serving.compiled.export import (
-    CompiledModel,
-    CompiledTag,
-    CompileError,
-    load_compiled_form,
-)
+from cncwear.serving.compiled.artifact import CompiledTag, load_compiled_form
+from cncwear.serving.compiled.runtime import CompiledModel
 from cncwear.serving.scoring import model_input_columns
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.schemas import (
@@ -118,7 +116,7 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
         evaluation=model_evaluation(store, loaded, card),
         distributions=training_distributions(loaded),
         reference=Reference.from_profile(loaded.version, loaded.profile, card.metrics.holdout),
-        feature_map=FeatureMap(card.selected_features, numeric_columns(columns)),
+        feature_map=window_feature_map(loaded.pipeline),
         profile=loaded.profile,
     )
     # Warm up (first calls allocate), so the first request after a swap is not the slow one.
