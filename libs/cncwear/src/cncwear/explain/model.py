@@ -1,50 +1,28 @@
 """The champion's estimator as a function of engineered feature rows, for the sampling explainers.
 
-LIME scores thousands of perturbed rows in one call; anchors score batches of 100 rows hundreds of
-times, so the cost of one small call decides how far an anchor search gets in its time budget.
-
-* Forests and single trees (scikit-learn's decision, extra and random trees): ``predict_proba``
-  spends about 90 ms per call on 300 trees whatever the batch size (input validation and a thread
-  pool around every tree), which made one anchor search take minutes. Here the fitted trees are
-  flattened into arrays once and walked by a small numba function, tree by tree (a tree's nodes
-  stay in cache while every row goes through it): 100 rows through 300 deep trees in about 3 ms.
-  It does what scikit-learn does, in the same order: features cast to float32, ``x <= threshold``
-  goes left (missing values as the tree learned), each tree's leaf class weights normalised, trees
-  summed in order and divided by their number.
-* Histogram gradient boosting predicts with OpenMP threads; on a busy 2-core machine a small batch
-  waited 10 ms and more per tree for a descheduled thread (a 4-tree model took 140 ms for one row).
-  Its fitted predictors are called here directly, with one thread, on float64 arrays (what its
-  ``_raw_predict`` does after validating the input, which cost 5 ms per call through pandas), then
-  its loss's link gives probabilities.
-* Any other estimator is called through ``predict_proba`` on a DataFrame with its feature names.
-
-A fast path is used only after it reproduced scikit-learn's probabilities on the training
-reference (within ``PARITY_TOLERANCE``; in practice bit for bit); otherwise, or if scikit-learn's
-private attributes it reads have moved, the estimator's own ``predict_proba`` is used.
+LIME and anchors score many small batches, so the cost of one call decides how far a search gets in
+its time budget. Where scikit-learn's ``predict_proba`` is slow per call, a fast path does the same
+arithmetic: scikit-learn's trees and forests are walked by numba over the flat arrays of
+:mod:`cncwear.serving.trees`; histogram gradient boosting's predictors are called on one thread
+without input validation. A fast path is used only after it reproduced ``predict_proba`` on the
+training reference within ``PARITY_TOLERANCE``. Measurements: ``docs/serving.md``.
 """
 
 from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 from typing import Any, Literal
 
 import numba
 import numpy as np
 import pandas as pd
-from sklearn.ensemble import (
-    ExtraTreesClassifier,
-    HistGradientBoostingClassifier,
-    RandomForestClassifier,
-)
-from sklearn.tree import DecisionTreeClassifier, ExtraTreeClassifier
+from sklearn.ensemble import HistGradientBoostingClassifier
 
 from cncwear.serving.scoring import THRESHOLD
+from cncwear.serving.trees import PARITY_TOLERANCE, SKLEARN_TREE_MODELS, FlatTrees, flatten
 
 logger = logging.getLogger(__name__)
-
-PARITY_TOLERANCE = 1e-12
 
 Path = Literal["trees", "boosting", "sklearn"]
 
@@ -57,12 +35,12 @@ class ModelFunction:
         self.estimator = estimator
         self.columns = list(columns)
         self.path: Path = "sklearn"
-        self._forest: _Forest | None = None
+        self._trees: FlatTrees | None = None
         candidate: Path | None = None
         try:
             if _is_binary(estimator):
-                self._forest = _Forest.of(estimator)
-                if self._forest is not None:
+                if _is_single_output_trees(estimator):
+                    self._trees = flatten(estimator)
                     candidate = "trees"
                 elif isinstance(estimator, HistGradientBoostingClassifier) and (
                     getattr(estimator, "is_categorical_", None) is None
@@ -92,8 +70,8 @@ class ModelFunction:
         """Class probabilities, shape (rows, 2): unworn, worn."""
         rows = np.atleast_2d(rows)
         if self.path == "trees":
-            assert self._forest is not None
-            return self._forest.probabilities(rows)
+            assert self._trees is not None
+            return _tree_probabilities(self._trees, rows)
         if self.path == "boosting":
             return self._boosting_probabilities(rows)
         return self._sklearn_probabilities(rows)
@@ -127,74 +105,30 @@ class ModelFunction:
         return np.asarray(model._loss.predict_proba(raw), dtype=float)
 
 
-@dataclass(frozen=True)
-class _Forest:
-    """The nodes of all trees of a binary forest (or one tree), in flat arrays."""
+def _is_single_output_trees(estimator: Any) -> bool:
+    return isinstance(estimator, SKLEARN_TREE_MODELS) and estimator.n_outputs_ == 1
 
-    roots: np.ndarray
-    left: np.ndarray
-    right: np.ndarray
-    feature: np.ndarray
-    threshold: np.ndarray
-    missing_left: np.ndarray
-    leaf: np.ndarray
-    value: np.ndarray
-    """Normalised class weights of each node (rows sum to 1, or 0 for an empty node)."""
 
-    @classmethod
-    def of(cls, estimator: Any) -> _Forest | None:
-        if getattr(estimator, "n_outputs_", None) != 1:
-            return None
-        if isinstance(estimator, RandomForestClassifier | ExtraTreesClassifier):
-            trees = [member.tree_ for member in estimator.estimators_]
-        elif isinstance(estimator, DecisionTreeClassifier | ExtraTreeClassifier):
-            trees = [estimator.tree_]
-        else:
-            return None
-        offsets = np.cumsum([0] + [tree.node_count for tree in trees])
-        values = []
-        for tree in trees:
-            value = np.asarray(tree.value[:, 0, :2], dtype=np.float64)
-            total = value.sum(axis=1, keepdims=True)
-            total[total == 0.0] = 1.0
-            values.append(value / total)
-
-        def joined(arrays: list[np.ndarray], dtype: Any) -> np.ndarray:
-            return np.ascontiguousarray(np.concatenate(arrays), dtype=dtype)
-
-        children_left = [t.children_left for t in trees]
-        return cls(
-            roots=np.ascontiguousarray(offsets[:-1], dtype=np.int64),
-            left=joined([c + o for c, o in zip(children_left, offsets, strict=False)], np.int64),
-            right=joined(
-                [t.children_right + o for t, o in zip(trees, offsets, strict=False)], np.int64
-            ),
-            feature=joined([t.feature for t in trees], np.int64),
-            threshold=joined([t.threshold for t in trees], np.float64),
-            missing_left=joined([t.missing_go_to_left for t in trees], np.bool_),
-            leaf=joined([c == -1 for c in children_left], np.bool_),
-            value=joined(values, np.float64),
-        )
-
-    def probabilities(self, rows: np.ndarray) -> np.ndarray:
-        # scikit-learn's trees see float32 features, compared with float64 thresholds
-        features = np.ascontiguousarray(np.asarray(rows, dtype=np.float32), dtype=np.float64)
-        walked = _walk_forest(
-            features,
-            self.roots,
-            self.left,
-            self.right,
-            self.feature,
-            self.threshold,
-            self.missing_left,
-            self.leaf,
-            self.value,
-        )
-        return np.asarray(walked, dtype=np.float64)
+def _tree_probabilities(trees: FlatTrees, rows: np.ndarray) -> np.ndarray:
+    """scikit-learn's forest arithmetic: features cast to float32, each tree's normalised leaf
+    class weights summed in tree order, divided by the number of trees."""
+    features = np.ascontiguousarray(np.asarray(rows, dtype=np.float32), dtype=np.float64)
+    summed = _walk_trees(
+        features,
+        trees.roots,
+        trees.left,
+        trees.right,
+        trees.feature,
+        trees.threshold,
+        trees.missing_left,
+        trees.is_leaf,
+        trees.leaf_value,
+    )
+    return np.asarray(summed / trees.tree_count, dtype=np.float64)
 
 
 @numba.njit(cache=False, nogil=True)  # type: ignore[misc]
-def _walk_forest(  # noqa: PLR0917 - numba takes plain arrays
+def _walk_trees(  # noqa: PLR0917 - numba takes plain arrays
     x: np.ndarray,
     roots: np.ndarray,
     left: np.ndarray,
@@ -205,7 +139,9 @@ def _walk_forest(  # noqa: PLR0917 - numba takes plain arrays
     leaf: np.ndarray,
     value: np.ndarray,
 ) -> np.ndarray:  # pragma: no cover - compiled
-    out = np.zeros((x.shape[0], 2))
+    """Sum over the trees of the leaf values each row reaches, tree by tree (a tree's nodes stay in
+    cache while every row goes through it)."""
+    out = np.zeros((x.shape[0], value.shape[1]))
     for tree in range(roots.shape[0]):
         for row in range(x.shape[0]):
             node = roots[tree]
@@ -217,9 +153,8 @@ def _walk_forest(  # noqa: PLR0917 - numba takes plain arrays
                     node = left[node]
                 else:
                     node = right[node]
-            out[row, 0] += value[node, 0]
-            out[row, 1] += value[node, 1]
-    out /= roots.shape[0]
+            for k in range(value.shape[1]):
+                out[row, k] += value[node, k]
     return out
 
 
