@@ -146,25 +146,35 @@ class ModelHolder:
         """Serve the registry's champion if it is not the one served yet. Blocking (registry reads,
         artifact downloads): call it from a worker thread. Never raises."""
         with self._lock:
-            try:
-                champion = self.store.champion_version()
-            except Exception as error:
-                self.metrics.model_load_failures.inc()
-                logger.error("cannot read the champion from the registry: %s", error)
-                return self._current
-            current = self._current
-            if champion is None:
-                if current is not None:
-                    logger.warning(
-                        "the registry has no champion any more; still serving version %s",
-                        current.version,
-                    )
-                return current
-            if current is not None and current.version == str(champion.version):
-                return current
-            return self._swap(champion, current)
+            champion = self._to_load()
+            if champion is not None:
+                self._swap(champion)
+            return self._current
 
-    def _swap(self, champion: ModelVersion, current: ServedModel | None) -> ServedModel | None:
+    def _to_load(self) -> ModelVersion | None:
+        """The registry's champion when it is not the version served, else None."""
+        try:
+            champion = self.store.champion_version()
+        except Exception as error:
+            self.metrics.model_load_failures.inc()
+            logger.error("cannot read the champion from the registry: %s", error)
+            return None
+        current = self._current
+        if champion is None:
+            if current is not None:
+                logger.warning(
+                    "the registry has no champion any more; still serving version %s",
+                    current.version,
+                )
+            return None
+        if current is not None and current.version == str(champion.version):
+            return None
+        return champion
+
+    def _swap(self, champion: ModelVersion) -> None:
+        """Load the champion, then switch to it. No frame here keeps the old model: once the
+        requests still holding it are done it is freed, before :func:`settle_heap` could freeze it
+        into the long-lived heap."""
         started = time.perf_counter()
         try:
             new = load_served_model(self.store, champion)
@@ -173,8 +183,9 @@ class ModelHolder:
             if self._failed_version != str(champion.version):
                 logger.exception("cannot load champion version %s", champion.version)
             self._failed_version = str(champion.version)
-            return current
+            return
         self._failed_version = None
+        replaced = None if self._current is None else self._current.version
         self._current = new  # the switch: requests from now on get the new model
         seconds = time.perf_counter() - started
         self.metrics.model_load_duration.observe(seconds)
@@ -185,11 +196,9 @@ class ModelHolder:
         logger.info(
             "serving %s version %s through %s (loaded in %.1f s)%s",
             new.name, new.version, new.runtime, seconds,
-            "" if current is None else f", instead of version {current.version}",
+            "" if replaced is None else f", instead of version {replaced}",
         )  # fmt: skip
-        del current  # the old model goes once the requests still holding it are done
         settle_heap()
-        return new
 
 
 def settle_heap() -> None:
