@@ -24,9 +24,7 @@ CLI = Path(sys.executable).parent / "cncwear"
 OUT_OF_RANGE = f"out of range (magnitude above {VALUE_LIMIT:g})"
 
 
-def cncwear_predict(
-    registry: Registry, rows: Path, out: Path
-) -> subprocess.CompletedProcess[str]:
+def cncwear_predict(registry: Registry, rows: Path, out: Path) -> subprocess.CompletedProcess[str]:
     env = {
         **os.environ,
         "CNCWEAR_HOME": str(registry.home),
