@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from pathlib import Path
 
 import pandas as pd
@@ -76,3 +77,17 @@ def test_predict_without_a_champion_says_to_train_first(dataset: Dataset, tmp_pa
     result = run_cli(tmp_path / "empty-home", "predict", str(tmp_path / "rows.csv"))
     assert result.returncode == 1
     assert "run a retrain first" in result.stderr
+
+
+def test_the_cli_imports_no_training_module_until_it_trains() -> None:
+    """``cncwear predict`` must run where the training stack (FLAML) is not installed: the API's
+    environment."""
+    code = (
+        "import sys, cncwear.cli; print(sorted(m for m in sys.modules "
+        "if m.split('.')[0] in {'flaml', 'autosklearn'} or m.startswith('cncwear.training')))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=300, check=False
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"

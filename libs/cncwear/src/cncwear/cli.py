@@ -6,7 +6,7 @@ import logging
 import sys
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import pandas as pd
 import typer
@@ -20,8 +20,12 @@ from cncwear.jobs.queue import make_celery
 from cncwear.jobs.store import Job, JobState, JobStore, RetrainRequest
 from cncwear.jobs.triggers import queue_if_new_data
 from cncwear.registry.store import ModelStore
-from cncwear.serving.scoring import labels, probability_worn
-from cncwear.training.retrain import RetrainReport, retrain
+from cncwear.serving.batch import Rows, to_batch
+from cncwear.serving.model import load_scoring_model
+from cncwear.serving.scoring import labels
+
+if TYPE_CHECKING:
+    from cncwear.training.retrain import RetrainReport
 
 app = typer.Typer(
     help="cncwear: tool-wear classification for CNC mills.",
@@ -54,6 +58,8 @@ def train(
 ) -> None:
     """Train the candidates, log them to MLflow, register the best and promote it if it beats the
     champion on held-out experiments."""
+    from cncwear.training.retrain import retrain  # noqa: PLC0415 (the training stack, FLAML: only here)
+
     settings = get_settings()
     with _progress_bar() as bar:
         task = bar.add_task("starting", total=100)
@@ -78,9 +84,9 @@ def predict(
     ] = None,
 ) -> None:
     """Score a CSV of raw sensor rows with the champion: one class and wear probability per row."""
-    champion = ModelStore(get_settings()).load_champion()
+    champion = load_scoring_model(ModelStore(get_settings()))
     frame = pd.read_csv(rows, keep_default_na=False, dtype=str)
-    probability = probability_worn(champion.pipeline, frame)
+    probability = champion.probability_worn(to_batch(Rows.of_frame(frame), champion.input_columns))
     result = pd.DataFrame({"label": labels(probability), "probability_worn": probability})
     result.to_csv(output if output else sys.stdout, index=False)
     console.print(f"scored {len(result)} rows with {champion.name} version {champion.version}")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -13,7 +14,7 @@ import pandas as pd
 from sklearn.pipeline import Pipeline
 
 from cncwear.core.errors import CncwearError, Problem, SchemaError
-from cncwear.core.schema import CLASS_NAMES, validate_rows
+from cncwear.core.schema import CLASS_NAMES
 from cncwear.core.settings import Settings
 from cncwear.data.feature_map import FeatureMap, FeatureStepsError
 from cncwear.data.features import selected_features
@@ -32,9 +33,13 @@ from cncwear.explain.results import (
     ShapExplanation,
 )
 from cncwear.explain.shap_explainer import ShapExplainer
+from cncwear.serving.batch import Batch, Rows, of_validated, to_batch
 from cncwear.serving.scoring import THRESHOLD, model_input_columns
 
 logger = logging.getLogger(__name__)
+
+Score = Callable[[Batch], np.ndarray]
+"""Wear probabilities of validated raw rows: ``ScoringModel.probability_worn``."""
 
 
 class NoReferenceError(CncwearError):
@@ -110,12 +115,28 @@ class Explainers:
         )
         return explainers
 
-    def engineered(self, row: pd.DataFrame, *, validated: bool = False) -> pd.DataFrame:
-        """Engineer the features of one raw row, validating it against the model's input columns
-        first unless the caller already did (``validated``: the output of ``validate_rows``)."""
-        typed = row if validated else validate_rows(row, model_input_columns(self.pipeline))
-        if len(typed) != 1:
-            raise SchemaError([Problem(column="*", problem=f"one row expected, got {len(typed)}")])
+    def engineered(self, row: pd.DataFrame | Batch, *, validated: bool = False) -> pd.DataFrame:
+        """Engineer the features of one raw row (see :meth:`explain` for ``row`` and
+        ``validated``)."""
+        return self._engineered(self._one_row(row, validated))
+
+    def _one_row(self, row: pd.DataFrame | Batch, validated: bool) -> Batch:
+        """The row as a batch, validated as ``/predict`` validates rows unless it is a batch
+        already or ``validated`` (the output of ``validate_rows``: then only range checked)."""
+        columns = model_input_columns(self.pipeline)
+        if isinstance(row, Batch):
+            batch = row
+        elif validated:
+            batch = of_validated(row, columns)
+        else:
+            batch = to_batch(Rows.of_frame(row), columns)
+        rows = len(batch.numeric)
+        if rows != 1:
+            raise SchemaError([Problem(column="*", problem=f"one row expected, got {rows}")])
+        return batch
+
+    def _engineered(self, batch: Batch) -> pd.DataFrame:
+        typed = batch.frame(model_input_columns(self.pipeline))
         if self.features is not None:
             raw = typed[self.features.raw_columns].to_numpy(dtype=np.float64)
             return pd.DataFrame(self.features.apply(raw), columns=self.reference.columns)
@@ -125,16 +146,29 @@ class Explainers:
         return frame
 
     def explain(
-        self, row: pd.DataFrame, method: ExplainMethod | str, *, validated: bool = False
+        self,
+        row: pd.DataFrame | Batch,
+        method: ExplainMethod | str,
+        *,
+        validated: bool = False,
+        score: Score | None = None,
     ) -> Explanation:
-        """Explain the model's answer for one raw row. Raises :class:`SchemaError` for a bad row
-        (skip the check with ``validated`` when the row comes from ``validate_rows`` already) and
-        :class:`UnknownExplainMethodError` for an unknown method."""
+        """Explain the model's answer for one raw row: a validated :class:`Batch`, or a frame,
+        validated here by ``to_batch`` like a row of ``/predict`` (skip that with ``validated``
+        when the frame comes from ``validate_rows`` already).
+
+        ``score`` gives the probability reported: pass the served model's own function, so an
+        explanation says what ``/predict`` answers for the row; by default the estimator's function on
+        the engineered row (:class:`ModelFunction`, checked against scikit-learn) scores it.
+        Raises :class:`SchemaError` for a bad row and :class:`UnknownExplainMethodError` for an
+        unknown method."""
         started = time.perf_counter()
         method = method if isinstance(method, ExplainMethod) else ExplainMethod.parse(method)
-        engineered = self.engineered(row, validated=validated)
+        batch = self._one_row(row, validated)
+        engineered = self._engineered(batch)
         x = engineered.to_numpy(dtype=float)[0]
-        probability = float(self.model.probability_worn(x[np.newaxis])[0])
+        scored = score(batch) if score is not None else self.model.probability_worn(x[np.newaxis])
+        probability = float(scored[0])
         label = int(probability >= THRESHOLD)
         if method is ExplainMethod.SHAP:
             values = self.shap.values(engineered)

@@ -228,6 +228,10 @@ class ModelStore:
             ],
         )
 
+    def run(self, run_id: str) -> Run:
+        """A run as tracked: its metrics, parameters, tags and times."""
+        return self.client.get_run(run_id)
+
     def run_json(self, run_id: str, path: str) -> Any:
         """A JSON artifact logged with :meth:`log_json` in a run."""
         with tempfile.TemporaryDirectory(prefix="cncwear-artifact-") as folder:

@@ -19,9 +19,6 @@ from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any, TypeVar
 
-import pandas as pd
-
-from cncwear.core.schema import PROCESS_COLUMN
 from cncwear.explain import (
     AnchorExplanation,
     ExplainerCache,
@@ -30,10 +27,10 @@ from cncwear.explain import (
     Explanation,
     GlobalView,
 )
+from cncwear.serving.batch import Batch
 from cncwear_api.api.errors import ExplainerBusyError
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.settings import ApiSettings
-from cncwear_api.serving.batch import Batch
 from cncwear_api.serving.holder import ServedModel
 
 T = TypeVar("T")
@@ -59,12 +56,13 @@ class ExplainRunner:
     async def explain(
         self, served: ServedModel, batch: Batch, method: ExplainMethod
     ) -> Explanation:
-        """Explain the one row of a validated batch with the served model."""
-        frame = _raw_frame(served, batch)
+        """Explain the one row of a validated batch with the served model, which gives the
+        probability reported (the one ``/predict`` answers)."""
 
         def work() -> Explanation:
             with self.metrics.time_explanation(method.value):
-                answer = self._explainers(served).explain(frame, method, validated=True)
+                explainers = self._explainers(served)
+                answer = explainers.explain(batch, method, score=served.probability_worn)
             if isinstance(answer, AnchorExplanation) and answer.partial:
                 self.metrics.partial_anchors.inc()
             return answer
@@ -103,12 +101,3 @@ class ExplainRunner:
     def _release(self, _: Future[Any]) -> None:
         with self._lock:
             self._admitted -= 1
-
-
-def _raw_frame(served: ServedModel, batch: Batch) -> pd.DataFrame:
-    """The validated batch as the raw-row frame the pipeline takes (what ``validate_rows``
-    returns), as ``ServedModel.probability_worn`` builds it for scikit-learn."""
-    frame = pd.DataFrame(batch.numeric, columns=served.numeric_columns)
-    if PROCESS_COLUMN in served.input_columns:
-        frame[PROCESS_COLUMN] = batch.process
-    return frame[served.input_columns]

@@ -15,23 +15,23 @@ import json
 import logging
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-import pandas as pd
 from mlflow.entities.model_registry import ModelVersion
 from sklearn.pipeline import Pipeline
 
-from cncwear.core.errors import CompileError
-from cncwear.core.schema import ACTIVE_PROCESSES, PROCESS_COLUMN, numeric_columns
+from cncwear.core.schema import ACTIVE_PROCESSES
 from cncwear.data.feature_map import FeatureMap
 from cncwear.data.features import selected_features
 from cncwear.monitoring.window import Reference, window_feature_map
 from cncwear.registry.store import LoadedModel, ModelStore, Tag
-from cncwear.serving.compiled.artifact import CompiledTag, load_compiled_form
+from cncwear.serving.batch import Batch
+from cncwear.serving.compiled.artifact import CompiledTag
 from cncwear.serving.compiled.runtime import CompiledModel
+from cncwear.serving.model import ONNX, SKLEARN, Runtime, ScoringModel, load_scoring_model
 from cncwear.serving.scoring import model_input_columns
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.schemas import (
@@ -42,25 +42,17 @@ from cncwear_api.schemas import (
     Serving,
     TrainingDistributions,
 )
-from cncwear_api.serving.batch import Batch
 from cncwear_api.serving.insight import model_evaluation, training_distributions
 
 logger = logging.getLogger(__name__)
 
-Runtime = Literal["onnxruntime", "scikit-learn"]
-ONNX: Runtime = "onnxruntime"
-SKLEARN: Runtime = "scikit-learn"
-
 
 @dataclass(frozen=True)
 class ServedModel:
-    name: str
-    version: str
-    runtime: Runtime
-    input_columns: list[str]
-    numeric_columns: list[str]
-    pipeline: Pipeline
-    compiled: CompiledModel | None
+    """A version as this server serves it: the model that scores (the same as ``cncwear predict``
+    and the explanations use) and what the API shows and monitors of it."""
+
+    scoring: ScoringModel
     card: ModelPublic
     evaluation: ModelEvaluation
     distributions: TrainingDistributions
@@ -68,56 +60,70 @@ class ServedModel:
     """What drift monitoring compares this version's traffic with (from its logged profile)."""
     feature_map: FeatureMap
     """The selected features from validated raw rows, for the drift window."""
-    profile: dict[str, Any] = field(repr=False, compare=False)
-    """The reference profile logged with the version (its training sample backs explanations)."""
+
+    @property
+    def name(self) -> str:
+        return self.scoring.name
+
+    @property
+    def version(self) -> str:
+        return self.scoring.version
+
+    @property
+    def runtime(self) -> Runtime:
+        return self.scoring.runtime
+
+    @property
+    def input_columns(self) -> list[str]:
+        return self.scoring.input_columns
+
+    @property
+    def numeric_columns(self) -> list[str]:
+        return self.scoring.numeric_columns
+
+    @property
+    def pipeline(self) -> Pipeline:
+        return self.scoring.pipeline
+
+    @property
+    def compiled(self) -> CompiledModel | None:
+        return self.scoring.compiled
+
+    @property
+    def profile(self) -> dict[str, Any]:
+        """The reference profile logged with the version (its training sample backs
+        explanations)."""
+        return self.scoring.loaded.profile
 
     def probability_worn(self, batch: Batch) -> np.ndarray:
         """Wear probability of each row of a validated batch."""
-        if self.compiled is not None:
-            return self.compiled.probability_worn(batch.numeric)
-        frame = pd.DataFrame(batch.numeric, columns=self.numeric_columns)
-        if PROCESS_COLUMN in self.input_columns:
-            frame[PROCESS_COLUMN] = batch.process
-        probability = self.pipeline.predict_proba(frame[self.input_columns])[:, 1]
-        return np.asarray(probability, dtype=np.float64)
+        return self.scoring.probability_worn(batch)
 
 
 def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedModel:
     """Load a registered version for serving: through its compiled form when it has a trusted one,
     else through scikit-learn. Raises ``ModelLoadError`` when the version cannot be loaded."""
-    loaded = store.load_version(model_version)
-    compiled: CompiledModel | None = None
-    load_check: float | None = None
-    fallback: str | None = None
-    try:
-        compiled, report = load_compiled_form(store, loaded)
-        load_check = report.max_abs_diff
-    except CompileError as error:
-        fallback = str(error)
-        logger.warning("version %s is served by scikit-learn: %s", loaded.version, fallback)
-    columns = model_input_columns(loaded.pipeline)
+    scoring = load_scoring_model(store, model_version)
+    if scoring.fallback is not None:
+        logger.warning(
+            "version %s is served by scikit-learn: %s", scoring.version, scoring.fallback
+        )
+    loaded = scoring.loaded
     card = _card(
         store,
         model_version=model_version,
         loaded=loaded,
-        compiled=compiled,
-        load_check=load_check,
-        fallback=fallback,
+        compiled=scoring.compiled,
+        load_check=scoring.load_check,
+        fallback=scoring.fallback,
     )
     served = ServedModel(
-        name=loaded.name,
-        version=loaded.version,
-        runtime=ONNX if compiled is not None else SKLEARN,
-        input_columns=columns,
-        numeric_columns=numeric_columns(columns),
-        pipeline=loaded.pipeline,
-        compiled=compiled,
+        scoring=scoring,
         card=card,
         evaluation=model_evaluation(store, loaded, card),
         distributions=training_distributions(loaded),
         reference=Reference.from_profile(loaded.version, loaded.profile, card.metrics.holdout),
         feature_map=window_feature_map(loaded.pipeline),
-        profile=loaded.profile,
     )
     # Warm up (first calls allocate), so the first request after a swap is not the slow one.
     warm = Batch(np.zeros((1, len(served.numeric_columns))), [sorted(ACTIVE_PROCESSES)[0]])
@@ -141,25 +147,35 @@ class ModelHolder:
         """Serve the registry's champion if it is not the one served yet. Blocking (registry reads,
         artifact downloads): call it from a worker thread. Never raises."""
         with self._lock:
-            try:
-                champion = self.store.champion_version()
-            except Exception as error:
-                self.metrics.model_load_failures.inc()
-                logger.error("cannot read the champion from the registry: %s", error)
-                return self._current
-            current = self._current
-            if champion is None:
-                if current is not None:
-                    logger.warning(
-                        "the registry has no champion any more; still serving version %s",
-                        current.version,
-                    )
-                return current
-            if current is not None and current.version == str(champion.version):
-                return current
-            return self._swap(champion, current)
+            champion = self._to_load()
+            if champion is not None:
+                self._swap(champion)
+            return self._current
 
-    def _swap(self, champion: ModelVersion, current: ServedModel | None) -> ServedModel | None:
+    def _to_load(self) -> ModelVersion | None:
+        """The registry's champion when it is not the version served, else None."""
+        try:
+            champion = self.store.champion_version()
+        except Exception as error:
+            self.metrics.model_load_failures.inc()
+            logger.error("cannot read the champion from the registry: %s", error)
+            return None
+        current = self._current
+        if champion is None:
+            if current is not None:
+                logger.warning(
+                    "the registry has no champion any more; still serving version %s",
+                    current.version,
+                )
+            return None
+        if current is not None and current.version == str(champion.version):
+            return None
+        return champion
+
+    def _swap(self, champion: ModelVersion) -> None:
+        """Load the champion, then switch to it. No frame here keeps the old model: once the
+        requests still holding it are done it is freed, before :func:`settle_heap` could freeze it
+        into the long-lived heap."""
         started = time.perf_counter()
         try:
             new = load_served_model(self.store, champion)
@@ -168,8 +184,9 @@ class ModelHolder:
             if self._failed_version != str(champion.version):
                 logger.exception("cannot load champion version %s", champion.version)
             self._failed_version = str(champion.version)
-            return current
+            return
         self._failed_version = None
+        replaced = None if self._current is None else self._current.version
         self._current = new  # the switch: requests from now on get the new model
         seconds = time.perf_counter() - started
         self.metrics.model_load_duration.observe(seconds)
@@ -180,11 +197,9 @@ class ModelHolder:
         logger.info(
             "serving %s version %s through %s (loaded in %.1f s)%s",
             new.name, new.version, new.runtime, seconds,
-            "" if current is None else f", instead of version {current.version}",
+            "" if replaced is None else f", instead of version {replaced}",
         )  # fmt: skip
-        del current  # the old model goes once the requests still holding it are done
         settle_heap()
-        return new
 
 
 def settle_heap() -> None:
@@ -216,12 +231,12 @@ def _card(
     trained_at: datetime | None = None
     holdout_experiments: list[int] = []
     try:  # the card is information: a registry hiccup here must not fail the load
-        run = store.client.get_run(loaded.run_id)
+        run = store.run(loaded.run_id)
         run_metrics, run_params = dict(run.data.metrics), dict(run.data.params)
         trained_at = _time(run.info.start_time)
         retrain_run_id = tags.get("retrain_run_id")
         if retrain_run_id:
-            parent = store.client.get_run(retrain_run_id).data.params
+            parent = store.run(retrain_run_id).data.params
             holdout_experiments = [int(e) for e in json.loads(parent["holdout_experiments"])]
     except Exception as error:
         logger.warning("run details of version %s unavailable: %s", loaded.version, error)

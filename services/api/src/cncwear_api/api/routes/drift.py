@@ -12,6 +12,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cncwear.monitoring.drift import FeatureDrift
 from cncwear.monitoring.window import LivePerformance
+from cncwear.serving.batch import to_batch
 from cncwear.serving.scoring import THRESHOLD
 from cncwear_api.api.deps import CurrentModel, NoDuplicateKeys, WriteAccess
 from cncwear_api.api.errors import (
@@ -32,7 +33,6 @@ from cncwear_api.schemas import (
     PredictRequest,
     Problem,
 )
-from cncwear_api.serving.batch import to_batch
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 

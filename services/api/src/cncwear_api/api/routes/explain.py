@@ -13,6 +13,7 @@ from cncwear.core.errors import Problem as RowProblem
 from cncwear.core.errors import SchemaError
 from cncwear.core.schema import MAX_PROBLEMS_LISTED
 from cncwear.explain import ExplainMethod, Explanation, GlobalView
+from cncwear.serving.batch import Batch, Rows, to_batch
 from cncwear_api.api.deps import CurrentModel
 from cncwear_api.api.errors import InvalidRequestError, problems_from_validation
 from cncwear_api.api.json_body import parse_json
@@ -27,12 +28,10 @@ from cncwear_api.schemas import (
     GlobalViewPublic,
     LimeExplanationPublic,
     ModelRef,
-    PredictRequest,
     Problem,
     ProblemsResponse,
     ShapExplanationPublic,
 )
-from cncwear_api.serving.batch import Batch, to_batch
 from cncwear_api.serving.explaining import ExplainRunner
 from cncwear_api.serving.holder import ServedModel
 
@@ -137,7 +136,7 @@ def _one_row(payload: ExplainRequest, served: ServedModel) -> Batch:
     """The row checked exactly as ``/predict`` checks a row; problems name the column (there is
     one row, so no row number)."""
     try:
-        return to_batch(PredictRequest(rows=[payload.row]), served.input_columns)
+        return to_batch(Rows(rows=[payload.row]), served.input_columns)
     except SchemaError as error:
         problems = [RowProblem(column=p.column, problem=p.problem) for p in error.problems]
         raise SchemaError(problems, total=error.total) from None

@@ -11,6 +11,7 @@ from starlette.concurrency import run_in_threadpool
 
 from cncwear.core.errors import SchemaError
 from cncwear.core.schema import CLASS_NAMES, MAX_PROBLEMS_LISTED
+from cncwear.serving.batch import Batch, to_batch
 from cncwear.serving.scoring import THRESHOLD
 from cncwear_api.api.deps import CurrentModel
 from cncwear_api.api.errors import (
@@ -31,7 +32,6 @@ from cncwear_api.schemas import (
     Problem,
     ProblemsResponse,
 )
-from cncwear_api.serving.batch import Batch, to_batch
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 

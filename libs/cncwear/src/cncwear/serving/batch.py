@@ -1,5 +1,6 @@
-"""From a parsed request to a validated batch: the numeric columns as one float64 matrix in the
-model's order, plus the machining step of each row.
+"""From raw rows as a client sends them to a validated batch: the numeric columns as one float64
+matrix in the model's order, plus the machining step of each row. Every way in (``/predict``,
+``/explain``, ``cncwear predict``) goes through :func:`to_batch`, so all refuse the same rows.
 
 ``cncwear.schema.validate_rows`` decides what is valid, but it costs tens of milliseconds even for
 one row. So well-formed batches (exactly the model's columns, numbers where numbers go, all finite,
@@ -10,22 +11,55 @@ problem by row and column. Either way the model sees the same values.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from itertools import chain
 from operator import itemgetter
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import pandas as pd
 
 from cncwear.core.errors import Problem, SchemaError
-from cncwear.core.schema import MAX_PROBLEMS_LISTED, PROCESS_COLUMN, validate_rows
-from cncwear_api.schemas import PredictRequest
+from cncwear.core.schema import MAX_PROBLEMS_LISTED, PROCESS_COLUMN, numeric_columns, validate_rows
 
 VALUE_LIMIT = 1e30
 """Largest magnitude accepted for a reading. Far above any sensor's range, and it keeps
 command-minus-actual differences within float32, which scikit-learn's trees cast features to."""
+
+
+class RawRows(Protocol):
+    """Raw rows in one of two forms, the other left None: records (``rows``), or column names and
+    rows of values (``columns`` + ``data``). The API's ``PredictRequest`` is one; :class:`Rows`
+    another. Cells are JSON's scalars (numbers, text, null) or anything else, to be refused."""
+
+    @property
+    def rows(self) -> Sequence[Mapping[str, Any]] | None: ...
+
+    @property
+    def columns(self) -> list[str] | None: ...
+
+    @property
+    def data(self) -> Sequence[Sequence[Any]] | None: ...
+
+
+@dataclass(frozen=True)
+class Rows:
+    """Raw rows given here rather than in a request: ``Rows(rows=[...])``, or
+    ``Rows(columns=[...], data=[...])``."""
+
+    rows: Sequence[Mapping[str, Any]] | None = None
+    columns: list[str] | None = None
+    data: Sequence[Sequence[Any]] | None = None
+
+    @classmethod
+    def of_frame(cls, frame: pd.DataFrame) -> Rows:
+        """A frame's rows in the columnar form, cells as Python scalars (as JSON would give them:
+        numpy's are neither numbers nor text to the checks here)."""
+        return cls(
+            columns=[str(c) for c in frame.columns],
+            data=frame.astype(object).to_numpy().tolist(),
+        )
 
 
 @dataclass(frozen=True)
@@ -35,28 +69,46 @@ class Batch:
     process: list[str]
     """The machining step of each row (empty when the model does not take it)."""
 
-    @property
-    def rows(self) -> int:
-        return int(self.numeric.shape[0])
+    def frame(self, input_columns: Sequence[str]) -> pd.DataFrame:
+        """The batch as the raw-row frame a pipeline takes (what ``validate_rows`` returns)."""
+        frame = pd.DataFrame(self.numeric, columns=numeric_columns(input_columns))
+        if PROCESS_COLUMN in input_columns:
+            frame[PROCESS_COLUMN] = self.process
+        return frame[list(input_columns)]
 
 
-def to_batch(request: PredictRequest, input_columns: Sequence[str]) -> Batch:
-    """Validate the request's rows against the model's input columns.
+def to_batch(request: RawRows, input_columns: Sequence[str]) -> Batch:
+    """Validate raw rows against the model's input columns.
 
     Raises :class:`SchemaError` naming every problem by row and column, never the values."""
-    if request.row_count == 0:
+    if _row_count(request) == 0:
         raise SchemaError([Problem(column="*", problem="no rows")])
-    numeric_columns = [c for c in input_columns if c != PROCESS_COLUMN]
-    batch = _fast(request, input_columns, numeric_columns)
+    numeric = numeric_columns(input_columns)
+    batch = _fast(request, input_columns, numeric)
     if batch is None:
-        batch = _validated(request, input_columns, numeric_columns)
-    _check_range(batch.numeric, numeric_columns)
+        batch = _validated(request, input_columns, numeric)
+    _check_range(batch.numeric, numeric)
     return batch
 
 
-def _validated(
-    request: PredictRequest, input_columns: Sequence[str], numeric_columns: list[str]
-) -> Batch:
+def of_validated(typed: pd.DataFrame, input_columns: Sequence[str]) -> Batch:
+    """The batch of rows ``validate_rows`` returned, range checked like :func:`to_batch`'s."""
+    numeric = numeric_columns(input_columns)
+    batch = _typed_batch(typed, numeric)
+    _check_range(batch.numeric, numeric)
+    return batch
+
+
+def _row_count(request: RawRows) -> int:
+    return len(request.rows) if request.rows is not None else len(request.data or [])
+
+
+def _typed_batch(typed: pd.DataFrame, numeric_columns: list[str]) -> Batch:
+    process = typed[PROCESS_COLUMN].tolist() if PROCESS_COLUMN in typed else []
+    return Batch(np.ascontiguousarray(typed[numeric_columns].to_numpy(np.float64)), process)
+
+
+def _validated(request: RawRows, input_columns: Sequence[str], numeric_columns: list[str]) -> Batch:
     """The batch through ``validate_rows``, with the problems only the request shows reported
     alongside: cells that are neither number, text nor null, rows lacking columns other rows have,
     rows of the wrong length."""
@@ -84,12 +136,11 @@ def _validated(
         raise SchemaError(problems, total=total + found_total - overlap) from None
     if total:
         raise SchemaError(shape_problems, total=total)
-    process = typed[PROCESS_COLUMN].tolist() if PROCESS_COLUMN in typed else []
-    return Batch(np.ascontiguousarray(typed[numeric_columns].to_numpy(np.float64)), process)
+    return _typed_batch(typed, numeric_columns)
 
 
 def _fast(
-    request: PredictRequest, input_columns: Sequence[str], numeric_columns: list[str]
+    request: RawRows, input_columns: Sequence[str], numeric_columns: list[str]
 ) -> Batch | None:
     """The batch when it is well formed, else None (let ``validate_rows`` look at it)."""
     layout = _layout(request, input_columns, numeric_columns)
@@ -119,9 +170,9 @@ NOT_SCALAR = "must be a number, text or null"
 
 
 def _without_bad_cells(
-    request: PredictRequest,
-) -> tuple[PredictRequest, list[Problem], set[tuple[int | None, str]]]:
-    """The request with cells that are neither number, text nor null (true, lists, objects) set to
+    request: RawRows,
+) -> tuple[RawRows, list[Problem], set[tuple[int | None, str]]]:
+    """The rows with cells that are neither number, text nor null (true, lists, objects) set to
     null, their problems (up to the cap) and the (row, column) of all of them."""
     problems: list[Problem] = []
     bad: set[tuple[int | None, str]] = set()
@@ -143,7 +194,7 @@ def _without_bad_cells(
                 {c: (None if (i, c) in bad else v) for c, v in row.items()}
                 for i, row in enumerate(rows)
             ]
-        return request.model_copy(update={"rows": rows}), problems, bad
+        return Rows(rows=rows), problems, bad
     columns, data = request.columns or [], request.data or []
     cells: list[tuple[int, int]] = []
     for i, values in enumerate(data):
@@ -152,18 +203,19 @@ def _without_bad_cells(
                 if type(value) not in _SCALARS:
                     cells.append((i, j))
                     note(i, columns[j])
-    if cells:
-        data = [list(values) for values in data]
-        for i, j in cells:
-            data[i][j] = None
-    return request.model_copy(update={"data": data}), problems, bad
+    if not cells:
+        return request, problems, bad
+    nulled = [list(values) for values in data]
+    for i, j in cells:
+        nulled[i][j] = None
+    return Rows(columns=columns, data=nulled), problems, bad
 
 
 _Layout = tuple[Sequence[Any], Callable[[Any], tuple[Any, ...]], Callable[[Any], Any]]
 
 
 def _layout(
-    request: PredictRequest, input_columns: Sequence[str], numeric_columns: list[str]
+    request: RawRows, input_columns: Sequence[str], numeric_columns: list[str]
 ) -> _Layout | None:
     """The records and how to pick the numeric cells and the machining step of each, when every
     record has exactly the model's columns."""
@@ -203,7 +255,7 @@ def _value_problems(
 
 
 def _shape_problems(
-    request: PredictRequest, input_columns: Sequence[str]
+    request: RawRows, input_columns: Sequence[str]
 ) -> tuple[list[Problem], int, set[tuple[int | None, str]]]:
     """Records lacking a model column that other records have, and columnar rows of the wrong
     length: the problems listed (up to the cap), their total, and the (row, column) cells
