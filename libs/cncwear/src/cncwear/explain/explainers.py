@@ -158,8 +158,8 @@ class Explainers:
         when the frame comes from ``validate_rows`` already).
 
         ``score`` gives the probability reported: pass the served model's own function, so an
-        explanation says what ``/predict`` answers for the row; by default the estimator's function on
-        the engineered row (:class:`ModelFunction`, checked against scikit-learn) scores it.
+        explanation says what ``/predict`` answers for the row; by default the estimator's function
+        on the engineered row (:class:`ModelFunction`, checked against scikit-learn) scores it.
         Raises :class:`SchemaError` for a bad row and :class:`UnknownExplainMethodError` for an
         unknown method."""
         started = time.perf_counter()
