@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from cncwear.core.errors import CncwearError, Problem, SchemaError
+from cncwear.core.errors import NoReferenceError, Problem, SchemaError
 from cncwear.core.schema import CLASS_NAMES, PROCESS_COLUMN, numeric_columns, validate_rows
 from cncwear.core.settings import Settings
 from cncwear.data.features import selected_features
@@ -35,10 +35,6 @@ from cncwear.serving.compiled.export import CompileError, FeatureMap, feature_ma
 from cncwear.serving.scoring import THRESHOLD, model_input_columns
 
 logger = logging.getLogger(__name__)
-
-
-class NoReferenceError(CncwearError):
-    """A model version whose logged profile lacks the training sample explainers start from."""
 
 
 @dataclass
