@@ -44,7 +44,8 @@ from cncwear.core.errors import (
 from cncwear.core.settings import AutoMLEngineName, Budget, Settings, get_settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.features import build_pipeline
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.training.automl.autosklearn import (
     CLASSIFIERS,
     SEARCH_SPACE,

@@ -14,7 +14,8 @@ from cncwear.core.errors import QueueUnavailableError
 from cncwear.core.settings import CandidateName, Settings
 from cncwear.jobs.queue import RETRAIN_QUEUE, make_celery
 from cncwear.jobs.store import JobState, JobStore, RetrainRequest
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 
 from .conftest import Worker, wait_for
 

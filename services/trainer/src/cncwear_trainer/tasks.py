@@ -68,7 +68,7 @@ def run_job(settings: Settings, job_id: str) -> None:
             record_failure("unexpected", time.monotonic() - started)
             return
         jobs.finish(job_id, result=summarise(report))
-        record_success(report.decision.promoted, time.monotonic() - started)
+        record_success(report.decision.outcome, time.monotonic() - started)
         logger.info("retrain %s: %s", job_id, report.decision.reason)
     finally:
         timer.close()

@@ -27,7 +27,8 @@ from sklearn.pipeline import Pipeline
 from cncwear.core.schema import ACTIVE_PROCESSES, PROCESS_COLUMN, numeric_columns
 from cncwear.data.features import selected_features
 from cncwear.monitoring.window import FeatureMap, Reference
-from cncwear.registry.store import LoadedModel, ModelStore, Tag
+from cncwear.registry.store import LoadedModel, ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.serving.compiled.export import (
     CompiledModel,
     CompiledTag,
