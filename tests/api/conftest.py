@@ -30,7 +30,7 @@ from cncwear.core.schema import input_columns
 from cncwear.core.settings import Budget, Settings
 from cncwear.data.dataset import Dataset
 from cncwear.registry.store import ModelStore
-from cncwear.serving.compiled.artifact import CompiledTag
+from cncwear.registry.tags import Tag
 from cncwear.training.retrain import retrain
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app
@@ -102,7 +102,7 @@ def _train_registry(tmp_path_factory: pytest.TempPathFactory) -> Registry:
     forest = retrain(settings, budget=Budget.FAST, candidates=["random_forest"])
     assert forest.decision.promoted, forest.decision.reason
     tags = ModelStore(settings).client.get_model_version(settings.model_name, forest.version).tags
-    assert tags[CompiledTag.FORMAT] == "onnx", tags.get(CompiledTag.REASON)
+    assert tags[Tag.COMPILED_FORMAT] == "onnx", tags.get(Tag.COMPILED_REASON)
     return Registry(home, settings.model_name, baseline.version, forest.version)
 
 

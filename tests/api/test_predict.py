@@ -6,7 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from cncwear.serving.compiled.artifact import CompiledTag, registered_pipeline
+from cncwear.registry.tags import Tag
+from cncwear.serving.compiled.artifact import registered_pipeline
 from cncwear_api.schemas import PredictResponse
 
 from .conftest import Registry, RunningServer, records, serve
@@ -21,7 +22,7 @@ def sklearn_probability(
 
 def recorded_tolerance(registry: Registry, model_name: str, version: str) -> float:
     tags = registry.store(model_name).client.get_model_version(model_name, version).tags
-    return float(tags[CompiledTag.TOLERANCE])
+    return float(tags[Tag.COMPILED_TOLERANCE])
 
 
 def test_predict_scores_real_rows_with_the_champion(

@@ -36,17 +36,20 @@ from sklearn.preprocessing import PolynomialFeatures, QuantileTransformer, Stand
 from sklearn.tree import DecisionTreeClassifier
 
 import cncwear.training.budget
+from cncwear.core.errors import (
+    AutoSklearnError,
+    SidecarUnavailableError,
+    UnsupportedConfigurationError,
+)
 from cncwear.core.settings import AutoMLEngineName, Budget, Settings, get_settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.features import build_pipeline
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.training.automl.autosklearn import (
     CLASSIFIERS,
     SEARCH_SPACE,
-    AutoSklearnError,
     Sidecar,
-    SidecarUnavailableError,
-    UnsupportedConfigurationError,
     find_sidecar,
     rebuild,
     run_sidecar,

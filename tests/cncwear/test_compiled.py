@@ -28,8 +28,8 @@ from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.features import build_pipeline
 from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.serving.compiled.artifact import (
-    CompiledTag,
     load_compiled_form,
     registered_pipeline,
 )
@@ -159,9 +159,9 @@ def test_attach_stores_the_compiled_form_and_records_the_parity_on_the_version(
     version = register(settings, pipeline, split[0][columns])
     store = ModelStore(settings)
     tags = attach_compiled_form(store, version, registered_pipeline(store, version), split[2])
-    assert tags[CompiledTag.FORMAT] == "onnx"
-    assert float(tags[CompiledTag.MAX_ABS_DIFF]) <= float(tags[CompiledTag.TOLERANCE]) <= 1e-6
-    assert int(tags[CompiledTag.PARITY_ROWS]) == len(split[2])
+    assert tags[Tag.COMPILED_FORMAT] == "onnx"
+    assert float(tags[Tag.COMPILED_MAX_ABS_DIFF]) <= float(tags[Tag.COMPILED_TOLERANCE]) <= 1e-6
+    assert int(tags[Tag.COMPILED_PARITY_ROWS]) == len(split[2])
     loaded = store.load_version(store.client.get_model_version(settings.model_name, version))
     assert {k: loaded.tags[k] for k in tags} == tags
     _, report = load_compiled_form(store, loaded)
@@ -176,8 +176,8 @@ def test_a_version_that_cannot_be_compiled_says_why_and_loads_without_compiled_f
     version = register(settings, pipeline, split[0][list(pipeline.feature_names_in_)])
     store = ModelStore(settings)
     tags = attach_compiled_form(store, version, pipeline, split[2])
-    assert tags[CompiledTag.FORMAT] == "none"
-    assert "DummyClassifier" in tags[CompiledTag.REASON]
+    assert tags[Tag.COMPILED_FORMAT] == "none"
+    assert "DummyClassifier" in tags[Tag.COMPILED_REASON]
     loaded = store.load_version(store.client.get_model_version(settings.model_name, version))
     with pytest.raises(CompileError, match="DummyClassifier"):
         load_compiled_form(store, loaded)
@@ -190,7 +190,7 @@ def test_a_compiled_form_whose_checksum_differs_is_not_used(
     version = register(settings, pipeline, split[0][list(pipeline.feature_names_in_)])
     store = ModelStore(settings)
     attach_compiled_form(store, version, pipeline, split[2])
-    store.tag_version(version, {CompiledTag.SHA256: "0" * 64})
+    store.tag_version(version, {Tag.COMPILED_SHA256: "0" * 64})
     loaded = store.load_version(store.client.get_model_version(settings.model_name, version))
     with pytest.raises(CompileError, match="checksum"):
         load_compiled_form(store, loaded)

@@ -27,7 +27,8 @@ from cncwear.core.schema import EXPERIMENT_COLUMN
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset, load_dataset
 from cncwear.data.features import CumulativeImportanceSelector, build_pipeline
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import PromotionOutcome, Tag
 from cncwear.training.automl.engines import FlamlEngine
 from cncwear.training.evaluation import evaluate, holdout_split
 from cncwear.training.promotion import decide_promotion
@@ -84,6 +85,22 @@ def test_a_weaker_candidate_set_does_not_move_the_champion(trained_home: Trained
     assert "does not beat" in report.decision.reason
     weak = client_for(settings).get_model_version(settings.model_name, report.version)
     assert weak.tags[Tag.DECISION] == "not promoted"
+
+
+def test_a_retrain_that_keeps_the_champion_says_not_promoted_on_its_run_as_on_its_version(
+    trained_home: TrainedHome,
+) -> None:
+    settings = trained_home.settings
+    report = retrain(settings, candidates=["baseline"], reason="kept on purpose")
+    summary = ModelStore(settings).recent_retrains(limit=1)[0]
+    version = client_for(settings).get_model_version(settings.model_name, report.version)
+    assert (summary.run_id, summary.reason, summary.winner) == (
+        report.run_id,
+        "kept on purpose",
+        "baseline",
+    )
+    assert summary.registered_version == report.version
+    assert summary.decision == version.tags[Tag.DECISION] == PromotionOutcome.NOT_PROMOTED
 
 
 def test_champion_from_the_registry_scores_exactly_like_the_fitted_pipeline(

@@ -10,10 +10,12 @@ import pytest
 import redis
 from mlflow.tracking import MlflowClient
 
+from cncwear.core.errors import QueueUnavailableError
 from cncwear.core.settings import CandidateName, Settings
 from cncwear.jobs.queue import RETRAIN_QUEUE, make_celery
-from cncwear.jobs.store import JobState, JobStore, QueueUnavailableError, RetrainRequest
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.jobs.store import JobState, JobStore, RetrainRequest
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 
 from .conftest import Worker, wait_for
 

@@ -17,6 +17,8 @@ from collections.abc import Callable
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 from prometheus_client.multiprocess import MultiProcessCollector
 
+from cncwear.registry.tags import PromotionOutcome
+
 logger = logging.getLogger(__name__)
 
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 14400)
@@ -24,7 +26,7 @@ DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 14
 
 RETRAINS = Counter(
     "cncwear_worker_retrains",
-    "Retrain jobs finished by this worker, by outcome: promoted, kept_champion (the winner did not "
+    "Retrain jobs finished by this worker, by outcome: promoted, not promoted (the winner did not "
     "beat the champion), failed.",
     ["outcome"],
 )
@@ -73,8 +75,8 @@ class StageTimer:
         self.stage = None
 
 
-def record_success(promoted: bool, seconds: float) -> None:
-    RETRAINS.labels(outcome="promoted" if promoted else "kept_champion").inc()
+def record_success(outcome: PromotionOutcome, seconds: float) -> None:
+    RETRAINS.labels(outcome=outcome.value).inc()
     DURATION.observe(seconds)
     LAST_SUCCESS.set(time.time())
 

@@ -7,7 +7,7 @@ import logging
 import time
 from typing import Any
 
-from celery import Celery, Task
+from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
 from cncwear.core.errors import CncwearError
@@ -22,8 +22,8 @@ logger = logging.getLogger(__name__)
 
 
 def register_tasks(app: Celery, settings: Settings) -> None:
-    @app.task(name=RETRAIN_TASK, bind=True)  # type: ignore[untyped-decorator]
-    def run_retrain(task: Task, job_id: str) -> None:
+    @app.task(name=RETRAIN_TASK)  # type: ignore[untyped-decorator]
+    def run_retrain(job_id: str) -> None:
         run_job(settings, job_id)
 
     # Beat's triggers: they only queue a retrain (through the de-duplicated queue) when due.
@@ -68,7 +68,7 @@ def run_job(settings: Settings, job_id: str) -> None:
             record_failure("unexpected", time.monotonic() - started)
             return
         jobs.finish(job_id, result=summarise(report))
-        record_success(report.decision.promoted, time.monotonic() - started)
+        record_success(report.decision.outcome, time.monotonic() - started)
         logger.info("retrain %s: %s", job_id, report.decision.reason)
     finally:
         timer.close()

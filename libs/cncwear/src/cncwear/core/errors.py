@@ -3,6 +3,7 @@ to show them. No web framework is imported here."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 
@@ -59,3 +60,40 @@ class TrainingError(CncwearError):
 
 class CompileError(CncwearError):
     """A model that cannot be compiled, or whose compiled form does not match scikit-learn."""
+
+
+# -- raised by the auto-sklearn engine, the job store and the explainers ---------------------------
+
+
+class AutoSklearnError(TrainingError):
+    """The auto-sklearn sidecar failed: it crashed, timed out, answered nonsense, or returned a
+    configuration that cannot be rebuilt."""
+
+
+class SidecarUnavailableError(AutoSklearnError):
+    """No usable auto-sklearn sidecar in this installation."""
+
+
+class UnsupportedConfigurationError(AutoSklearnError):
+    """An auto-sklearn configuration outside what ``rebuild`` reproduces faithfully."""
+
+
+class QueueUnavailableError(CncwearError):
+    """Redis (the broker and job store) cannot be reached."""
+
+
+class JobNotFoundError(CncwearError):
+    """No job with that id (never queued, or expired)."""
+
+
+class NoReferenceError(CncwearError):
+    """A model version whose logged profile lacks the training sample explainers start from."""
+
+
+class UnknownExplainMethodError(CncwearError):
+    """An explanation method cncwear does not have; ``valid`` lists the ones it has."""
+
+    def __init__(self, value: str, valid: Sequence[str]) -> None:
+        self.value = value
+        self.valid = list(valid)
+        super().__init__(f"unknown explanation method {value!r}: valid methods are {self.valid}")

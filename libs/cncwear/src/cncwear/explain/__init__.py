@@ -11,8 +11,9 @@ with the training reference logged with the model (its profile's sample) as back
 are CPU-bound (milliseconds to seconds): run them off an event loop.
 """
 
+from cncwear.core.errors import NoReferenceError, UnknownExplainMethodError
 from cncwear.explain.cache import ExplainerCache
-from cncwear.explain.explainers import Explainers, NoReferenceError, training_reference
+from cncwear.explain.explainers import Explainers, training_reference
 from cncwear.explain.results import (
     AnchorExplanation,
     Condition,
@@ -26,7 +27,6 @@ from cncwear.explain.results import (
     PartialDependence,
     ShapExplanation,
     Surrogate,
-    UnknownExplainMethodError,
 )
 
 __all__ = [

@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
 
-from cncwear.core.errors import CncwearError, Problem, SchemaError
+from cncwear.core.errors import NoReferenceError, Problem, SchemaError
 from cncwear.core.schema import CLASS_NAMES
 from cncwear.core.settings import Settings
 from cncwear.data.feature_map import FeatureMap, FeatureStepsError
@@ -40,10 +40,6 @@ logger = logging.getLogger(__name__)
 
 Score = Callable[[Batch], np.ndarray]
 """Wear probabilities of validated raw rows: ``ScoringModel.probability_worn``."""
-
-
-class NoReferenceError(CncwearError):
-    """A model version whose logged profile lacks the training sample explainers start from."""
 
 
 @dataclass

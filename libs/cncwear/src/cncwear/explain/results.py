@@ -10,7 +10,7 @@ from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any, Literal
 
-from cncwear.core.errors import CncwearError
+from cncwear.core.errors import UnknownExplainMethodError
 
 
 class ExplainMethod(StrEnum):
@@ -24,14 +24,7 @@ class ExplainMethod(StrEnum):
         try:
             return cls(value)
         except ValueError:
-            raise UnknownExplainMethodError(value) from None
-
-
-class UnknownExplainMethodError(CncwearError):
-    def __init__(self, value: str) -> None:
-        self.value = value
-        self.valid = [m.value for m in ExplainMethod]
-        super().__init__(f"unknown explanation method {value!r}: valid methods are {self.valid}")
+            raise UnknownExplainMethodError(value, [m.value for m in cls]) from None
 
 
 OutputSpace = Literal["probability", "log_odds"]

@@ -21,7 +21,7 @@ import redis
 from celery import Celery
 from pydantic import BaseModel, Field, field_validator
 
-from cncwear.core.errors import CncwearError
+from cncwear.core.errors import JobNotFoundError, QueueUnavailableError
 from cncwear.core.settings import AutoMLEngineName, Budget, CandidateName, Settings
 from cncwear.jobs.queue import RETRAIN_TASK
 
@@ -29,14 +29,6 @@ JOBS_INDEX = "cncwear:jobs"
 ACTIVE_JOB = "cncwear:active-job"
 REDIS_TIMEOUT_SECONDS = 2.0
 KEPT_JOBS = 200
-
-
-class QueueUnavailableError(CncwearError):
-    """Redis (the broker and job store) cannot be reached."""
-
-
-class JobNotFoundError(CncwearError):
-    """No job with that id (never queued, or expired)."""
 
 
 class JobState(StrEnum):

@@ -22,7 +22,8 @@ from celery import Celery
 from cncwear.core.settings import Budget, Settings
 from cncwear.data.dataset import load_dataset
 from cncwear.jobs.store import Job, JobStore, RetrainRequest, resolve_data_dir
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 
 logger = logging.getLogger(__name__)
 

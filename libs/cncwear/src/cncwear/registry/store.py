@@ -1,7 +1,7 @@
 """The one MLflow access layer: tracking runs, logging models, the registry and the champion alias.
 
 Everything else in cncwear talks to MLflow through :class:`ModelStore`, so the tracking URI, the
-serialisation format and the tag names are decided in one place.
+serialisation format and the tag names (:mod:`cncwear.registry.tags`) are decided in one place.
 """
 
 from __future__ import annotations
@@ -10,9 +10,10 @@ import json
 import logging
 import os
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from importlib.metadata import version as package_version
 from pathlib import Path
 from typing import Any
@@ -29,11 +30,13 @@ from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
 from mlflow.models import infer_signature
 from mlflow.tracking import MlflowClient
+from pydantic import BaseModel, ConfigDict
 from sklearn.pipeline import Pipeline
 
 from cncwear.core.errors import ModelLoadError, NoChampionError, PromotionLockError
 from cncwear.core.schema import LABELS, PROCESS_COLUMN, SENSOR_NUMERIC_COLUMNS, input_columns
 from cncwear.core.settings import Settings
+from cncwear.registry.tags import Tag
 
 logger = logging.getLogger(__name__)
 
@@ -45,35 +48,28 @@ PROMOTION_LOCK_LEASE_SECONDS = 900
 long; a promotion (one champion re-scored on the holdout) takes well under a minute."""
 
 
-class Tag:
-    """Tag names on runs and model versions."""
-
-    CANDIDATE = "cncwear.candidate"
-    DATA_HASH = "cncwear.data_hash"
-    JOB_ID = "cncwear.job_id"
-    DECISION = "cncwear.promotion.decision"
-    REASON = "cncwear.promotion.reason"
-    RUN_KIND = "cncwear.run_kind"
-
-
-@dataclass(frozen=True)
-class CandidateSummary:
+class CandidateSummary(BaseModel):
     """One candidate of a retrain, as its run recorded it."""
+
+    model_config = ConfigDict(frozen=True)
 
     name: str
     run_id: str
     metrics: dict[str, float]
     """Logged metrics: ``holdout_*`` (held-out experiments), ``cv_grouped_accuracy``,
-    ``leaky_row_split_accuracy``, ``fit_seconds``."""
+    ``leaky_row_split_accuracy`` (leaky: for comparison only), ``fit_seconds``."""
     error: str | None
 
 
-@dataclass(frozen=True)
-class RetrainSummary:
-    """One retrain, as its parent run recorded it: what it compared and what it decided."""
+class RetrainSummary(BaseModel):
+    """One retrain, as its parent run recorded it: what it compared and what it decided. (Both
+    summaries are pydantic models because the API serves them as they are: ``GET
+    /model/retrains``.)"""
+
+    model_config = ConfigDict(frozen=True)
 
     run_id: str
-    started_at_ms: int
+    started_at: datetime
     status: str
     """MLflow's run status: RUNNING, FINISHED or FAILED."""
     reason: str | None
@@ -82,9 +78,10 @@ class RetrainSummary:
     winner: str | None
     registered_version: str | None
     decision: str | None
-    """``promoted`` or ``kept champion``; None while running or when it failed."""
+    """A :class:`~cncwear.registry.tags.PromotionOutcome` (retrains logged before it say ``kept
+    champion`` for ``not promoted``); None while running or when it failed."""
     decision_reason: str | None
-    candidates: list[CandidateSummary]
+    candidates: Sequence[CandidateSummary]
 
 
 @dataclass(frozen=True)
@@ -202,19 +199,19 @@ class ModelStore:
     def _retrain_summary(self, experiment_id: str, parent: Run) -> RetrainSummary:
         children = self.client.search_runs(
             [experiment_id],
-            filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
+            filter_string=f"tags.`{Tag.PARENT_RUN_ID}` = '{parent.info.run_id}'",
             order_by=["attributes.start_time ASC"],
         )
         tags = parent.data.tags
         return RetrainSummary(
             run_id=parent.info.run_id,
-            started_at_ms=int(parent.info.start_time),
+            started_at=datetime.fromtimestamp(int(parent.info.start_time) / 1000, tz=UTC),
             status=str(parent.info.status),
-            reason=tags.get("reason"),
-            budget=tags.get("budget"),
+            reason=tags.get(Tag.RETRAIN_REASON),
+            budget=tags.get(Tag.BUDGET),
             job_id=tags.get(Tag.JOB_ID),
-            winner=tags.get("winner"),
-            registered_version=tags.get("registered_version"),
+            winner=tags.get(Tag.WINNER),
+            registered_version=tags.get(Tag.REGISTERED_VERSION),
             decision=tags.get(Tag.DECISION),
             decision_reason=tags.get(Tag.REASON),
             candidates=[
@@ -222,7 +219,7 @@ class ModelStore:
                     name=child.data.tags.get(Tag.CANDIDATE, child.info.run_name or "?"),
                     run_id=child.info.run_id,
                     metrics=dict(child.data.metrics),
-                    error=child.data.tags.get("error"),
+                    error=child.data.tags.get(Tag.ERROR),
                 )
                 for child in children
             ],

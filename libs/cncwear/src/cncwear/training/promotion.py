@@ -8,7 +8,8 @@ from dataclasses import dataclass
 from cncwear.core.errors import ModelLoadError
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import PromotionOutcome, Tag
 from cncwear.training.evaluation import evaluate
 
 logger = logging.getLogger(__name__)
@@ -22,6 +23,10 @@ class PromotionDecision:
     previous_champion: str | None
     challenger_score: float
     champion_score: float | None
+
+    @property
+    def outcome(self) -> PromotionOutcome:
+        return PromotionOutcome.PROMOTED if self.promoted else PromotionOutcome.NOT_PROMOTED
 
 
 def decide_promotion(
@@ -58,16 +63,15 @@ def decide_promotion(
                     f"holdout {metric} {challenger:.4f} {comparison} champion "
                     f"{current.version}'s {champion_score:.4f} by more than {margin:.4f}"
                 )
+        decision = PromotionDecision(
+            promoted=promoted,
+            reason=reason,
+            version=version,
+            previous_champion=None if current is None else str(current.version),
+            challenger_score=challenger,
+            champion_score=champion_score,
+        )
         if promoted:
             store.set_champion(version)
-        store.tag_version(
-            version, {Tag.DECISION: "promoted" if promoted else "not promoted", Tag.REASON: reason}
-        )
-    return PromotionDecision(
-        promoted=promoted,
-        reason=reason,
-        version=version,
-        previous_champion=None if current is None else str(current.version),
-        challenger_score=challenger,
-        champion_score=champion_score,
-    )
+        store.tag_version(version, {Tag.DECISION: decision.outcome, Tag.REASON: reason})
+    return decision

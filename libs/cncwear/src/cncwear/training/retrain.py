@@ -19,7 +19,8 @@ from cncwear.data.dataset import Dataset, load_dataset
 from cncwear.data.features import feature_importances, selected_features
 from cncwear.data.profile import build_profile
 from cncwear.registry.events import publish_promotion
-from cncwear.registry.store import ModelStore, Tag
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.serving.compiled.artifact import registered_pipeline
 from cncwear.serving.compiled.attach import attach_compiled_form
 from cncwear.training.automl.engines import get_engine
@@ -123,7 +124,11 @@ def retrain(
         dataset.subset(split.holdout_experiments),
     )
     context = FitContext.from_settings(settings, BUDGETS[budget])
-    run_tags = {Tag.DATA_HASH: dataset.content_hash, "reason": reason, "budget": budget.value}
+    run_tags: dict[str, str] = {
+        Tag.DATA_HASH: dataset.content_hash,
+        Tag.RETRAIN_REASON: reason,
+        Tag.BUDGET: budget.value,
+    }
     if job_id:
         run_tags[Tag.JOB_ID] = job_id
 
@@ -170,9 +175,9 @@ def retrain(
         warnings = _leak_warnings(reports, settings.leak_warning_margin)
         store.set_tags(
             {
-                "winner": winner.name,
-                "registered_version": version,
-                Tag.DECISION: "promoted" if decision.promoted else "kept champion",
+                Tag.WINNER: winner.name,
+                Tag.REGISTERED_VERSION: version,
+                Tag.DECISION: decision.outcome,
                 Tag.REASON: decision.reason,
             }
         )
@@ -219,7 +224,7 @@ def _train_candidate(
         except Exception as error:
             logger.exception("candidate %s failed", candidate.name)
             report.error = f"{type(error).__name__}: {error}"
-            store.set_tags({"error": report.error[:5000]})
+            store.set_tags({Tag.ERROR: report.error[:5000]})
             return report
         _fill_report(
             report, fitted=fitted, train=train, holdout=holdout, dataset=dataset, context=context
@@ -303,8 +308,8 @@ def _register(
     tags = {
         Tag.CANDIDATE: winner.name,
         Tag.DATA_HASH: data_hash,
-        "retrain_run_id": run_id,
-        **{f"holdout_{k}": f"{v:.6f}" for k, v in winner.holdout.metrics().items()},
+        Tag.RETRAIN_RUN_ID: run_id,
+        **{Tag.holdout(k): f"{v:.6f}" for k, v in winner.holdout.metrics().items()},
     }
     if job_id:
         tags[Tag.JOB_ID] = job_id

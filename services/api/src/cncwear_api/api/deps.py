@@ -72,19 +72,9 @@ async def require_token(request: Request, credentials: Credentials) -> None:
         raise UnauthorizedError("invalid API token")
 
 
-async def read_access(request: Request, credentials: Credentials) -> None:
-    """Read-only endpoints: open, unless ``protect_reads`` is set."""
-    if request.state.settings.protect_reads:
-        await require_token(request, credentials)
-
-
 WriteAccess = Depends(require_token)
-"""On mutating endpoints."""
-
-ReadAccess = Depends(read_access)
-"""On read-only endpoints. (The app factory guards the hot read-only routers, ``/predict``,
-``/model`` and ``/metrics``, with :data:`WriteAccess` at inclusion instead, and only when
-``protect_reads`` is set: when reads are open they then carry no dependency at all.)"""
+"""On mutating endpoints. (With ``protect_reads`` set, the app factory also puts it on the
+read-only routers when it includes them: open reads then carry no dependency at all.)"""
 
 NoDuplicateKeys = Depends(refuse_duplicate_keys)
 """For routes whose body FastAPI parses: a key given twice gets 422, as on every route."""

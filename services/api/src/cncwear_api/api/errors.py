@@ -6,7 +6,8 @@ back (nor logged)."""
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -15,9 +16,16 @@ from pydantic import ValidationError
 from pydantic_core import ErrorDetails
 from starlette.exceptions import HTTPException
 
-from cncwear.core.errors import CncwearError, ModelLoadError, NoChampionError, SchemaError
-from cncwear.explain import NoReferenceError, UnknownExplainMethodError
-from cncwear.jobs.store import JobNotFoundError, QueueUnavailableError
+from cncwear.core.errors import (
+    CncwearError,
+    JobNotFoundError,
+    ModelLoadError,
+    NoChampionError,
+    NoReferenceError,
+    QueueUnavailableError,
+    SchemaError,
+    UnknownExplainMethodError,
+)
 from cncwear_api.api.responses import FastJSONResponse
 from cncwear_api.schemas import Problem
 
@@ -141,6 +149,68 @@ def problems_from_validation(
     return [Problem(row=row, column=column, problem=p) for (row, column), p in problems.items()]
 
 
+def _detail(error: CncwearError) -> dict[str, Any]:
+    return {"detail": str(error)}
+
+
+@dataclass(frozen=True)
+class DomainAnswer:
+    """How the API answers one kind of domain error."""
+
+    status: int
+    headers: dict[str, str] | None = None
+    body: Callable[[Any], dict[str, Any]] = _detail
+    """The JSON body, without the request id (every answer gets it)."""
+
+
+RETRY_LATER = {"Retry-After": RETRY_AFTER_SECONDS}
+
+
+def _schema_problems(error: SchemaError) -> dict[str, Any]:
+    problems = [{"row": p.row, "column": p.column, "problem": p.problem} for p in error.problems]
+    return {
+        "detail": f"{error.total} problem(s) in the rows",
+        "problems": problems,
+        "total": error.total,
+    }
+
+
+def _queue_unavailable(error: QueueUnavailableError) -> dict[str, Any]:
+    return {"detail": f"the retrain queue is unavailable: {error}; predictions are not affected"}
+
+
+def _unknown_method(error: UnknownExplainMethodError) -> dict[str, Any]:
+    problem = f"unknown explanation method; valid methods: {', '.join(error.valid)}"
+    return {
+        "detail": "1 problem(s) in the request body",
+        "problems": [{"row": None, "column": "method", "problem": problem}],
+        "total": 1,
+        "valid_methods": error.valid,
+    }
+
+
+DOMAIN_ANSWERS: dict[type[CncwearError], DomainAnswer] = {
+    SchemaError: DomainAnswer(422, body=_schema_problems),
+    UnknownExplainMethodError: DomainAnswer(422, body=_unknown_method),
+    JobNotFoundError: DomainAnswer(404),
+    NoReferenceError: DomainAnswer(409),
+    NoChampionError: DomainAnswer(503, RETRY_LATER),
+    ModelLoadError: DomainAnswer(503, RETRY_LATER),
+    QueueUnavailableError: DomainAnswer(503, RETRY_LATER, _queue_unavailable),
+}
+"""Domain errors a client can act on. Any other :class:`CncwearError` is a bug of ours: a 500
+that says no more than "internal error" (the log says what)."""
+
+
+def domain_answer(error: CncwearError) -> DomainAnswer | None:
+    """The answer to ``error``: that of its class or of its nearest listed base class."""
+    for cls in type(error).__mro__:
+        answer = DOMAIN_ANSWERS.get(cls)
+        if answer is not None:
+            return answer
+    return None
+
+
 def _request_id(request: Request) -> str | None:
     value = request.scope.get("state", {}).get("request_id")
     return None if value is None else str(value)
@@ -169,52 +239,13 @@ def add_exception_handlers(app: FastAPI) -> None:
         headers = dict(error.headers) if error.headers else None
         return _json(request, error.status_code, {"detail": error.detail}, headers)
 
-    @app.exception_handler(SchemaError)
-    async def schema_error(request: Request, error: SchemaError) -> FastJSONResponse:
-        problems = [
-            {"row": p.row, "column": p.column, "problem": p.problem} for p in error.problems
-        ]
-        detail = f"{error.total} problem(s) in the rows"
-        return _json(request, 422, {"detail": detail, "problems": problems, "total": error.total})
-
-    @app.exception_handler(NoChampionError)
-    async def no_champion(request: Request, error: NoChampionError) -> FastJSONResponse:
-        return _json(request, 503, {"detail": str(error)}, {"Retry-After": RETRY_AFTER_SECONDS})
-
-    @app.exception_handler(ModelLoadError)
-    async def model_load_error(request: Request, error: ModelLoadError) -> FastJSONResponse:
-        return _json(request, 503, {"detail": str(error)}, {"Retry-After": RETRY_AFTER_SECONDS})
-
-    @app.exception_handler(QueueUnavailableError)
-    async def queue_unavailable(request: Request, error: QueueUnavailableError) -> FastJSONResponse:
-        detail = f"the retrain queue is unavailable: {error}; predictions are not affected"
-        return _json(request, 503, {"detail": detail}, {"Retry-After": RETRY_AFTER_SECONDS})
-
-    @app.exception_handler(UnknownExplainMethodError)
-    async def unknown_method(
-        request: Request, error: UnknownExplainMethodError
-    ) -> FastJSONResponse:
-        problem = f"unknown explanation method; valid methods: {', '.join(error.valid)}"
-        body = {
-            "detail": "1 problem(s) in the request body",
-            "problems": [{"row": None, "column": "method", "problem": problem}],
-            "total": 1,
-            "valid_methods": error.valid,
-        }
-        return _json(request, 422, body)
-
-    @app.exception_handler(NoReferenceError)
-    async def no_reference(request: Request, error: NoReferenceError) -> FastJSONResponse:
-        return _json(request, 409, {"detail": str(error)})
-
-    @app.exception_handler(JobNotFoundError)
-    async def job_not_found(request: Request, error: JobNotFoundError) -> FastJSONResponse:
-        return _json(request, 404, {"detail": str(error)})
-
     @app.exception_handler(CncwearError)
     async def domain_error(request: Request, error: CncwearError) -> FastJSONResponse:
-        logger.error("unexpected domain error: %s", error)
-        return _json(request, 500, {"detail": "internal error"})
+        answer = domain_answer(error)
+        if answer is None:
+            logger.error("unexpected domain error: %s", error)
+            return _json(request, 500, {"detail": "internal error"})
+        return _json(request, answer.status, answer.body(error), answer.headers)
 
     @app.exception_handler(RequestValidationError)
     @app.exception_handler(ValidationError)

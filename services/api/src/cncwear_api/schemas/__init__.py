@@ -18,6 +18,7 @@ from cncwear.explain import (
     Surrogate,
 )
 from cncwear.explain.results import OutputSpace
+from cncwear.registry.store import CandidateSummary, RetrainSummary
 
 JsonScalar = Annotated[
     Any, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]})
@@ -358,27 +359,15 @@ class ExampleRows(BaseModel):
     examples: list[ExampleRow]
 
 
-class CandidatePublic(BaseModel):
-    name: str
-    run_id: str
-    metrics: dict[str, float]
-    """``holdout_*`` on held-out experiments, ``cv_grouped_accuracy``,
-    ``leaky_row_split_accuracy`` (leaky: for comparison only), ``fit_seconds``."""
-    error: str | None
+# The registry's summaries of retrains, served as they are; subclassed only to keep their names
+# (and so their schemas) in the API document. No docstring: it would become their description.
 
 
-class RetrainPublic(BaseModel):
-    run_id: str
-    started_at: datetime
-    status: str
-    reason: str | None
-    budget: str | None
-    job_id: str | None
-    winner: str | None
-    registered_version: str | None
-    decision: str | None
-    """``promoted`` or ``kept champion``; null while running or after a failure."""
-    decision_reason: str | None
+class CandidatePublic(CandidateSummary):
+    pass
+
+
+class RetrainPublic(RetrainSummary):
     candidates: list[CandidatePublic]
 
 

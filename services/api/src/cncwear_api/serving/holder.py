@@ -27,9 +27,9 @@ from cncwear.core.schema import ACTIVE_PROCESSES
 from cncwear.data.feature_map import FeatureMap
 from cncwear.data.features import selected_features
 from cncwear.monitoring.window import Reference, window_feature_map
-from cncwear.registry.store import LoadedModel, ModelStore, Tag
+from cncwear.registry.store import LoadedModel, ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.serving.batch import Batch
-from cncwear.serving.compiled.artifact import CompiledTag
 from cncwear.serving.compiled.runtime import CompiledModel
 from cncwear.serving.model import ONNX, SKLEARN, Runtime, ScoringModel, load_scoring_model
 from cncwear.serving.scoring import model_input_columns
@@ -234,7 +234,7 @@ def _card(
         run = store.run(loaded.run_id)
         run_metrics, run_params = dict(run.data.metrics), dict(run.data.params)
         trained_at = _time(run.info.start_time)
-        retrain_run_id = tags.get("retrain_run_id")
+        retrain_run_id = tags.get(Tag.RETRAIN_RUN_ID)
         if retrain_run_id:
             parent = store.run(retrain_run_id).data.params
             holdout_experiments = [int(e) for e in json.loads(parent["holdout_experiments"])]
@@ -245,15 +245,15 @@ def _card(
         for key, value in run_metrics.items()
         if key.startswith("holdout_")
     } or {
-        key.removeprefix("holdout_"): float(value)
+        key.removeprefix(Tag.HOLDOUT_PREFIX): float(value)
         for key, value in tags.items()
-        if key.startswith("holdout_")
+        if key.startswith(Tag.HOLDOUT_PREFIX)
     }
     return ModelPublic(
         name=loaded.name,
         version=loaded.version,
         run_id=loaded.run_id,
-        retrain_run_id=tags.get("retrain_run_id"),
+        retrain_run_id=tags.get(Tag.RETRAIN_RUN_ID),
         candidate=tags.get(Tag.CANDIDATE),
         estimator=type(loaded.pipeline[-1]).__name__,
         engine=run_params.get("engine", SKLEARN),
@@ -272,10 +272,10 @@ def _card(
         leaky_row_split=LeakyFigure(accuracy=run_metrics.get("leaky_row_split_accuracy")),
         serving=Serving(
             runtime=ONNX if compiled is not None else SKLEARN,
-            converter=tags.get(CompiledTag.CONVERTER),
-            parity_max_abs_diff=_float(tags.get(CompiledTag.MAX_ABS_DIFF)),
-            parity_tolerance=_float(tags.get(CompiledTag.TOLERANCE)),
-            parity_rows=_int(tags.get(CompiledTag.PARITY_ROWS)),
+            converter=tags.get(Tag.COMPILED_CONVERTER),
+            parity_max_abs_diff=_float(tags.get(Tag.COMPILED_MAX_ABS_DIFF)),
+            parity_tolerance=_float(tags.get(Tag.COMPILED_TOLERANCE)),
+            parity_rows=_int(tags.get(Tag.COMPILED_PARITY_ROWS)),
             load_check_max_abs_diff=load_check,
             fallback_reason=fallback,
         ),

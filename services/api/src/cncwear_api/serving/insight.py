@@ -8,8 +8,6 @@ logged and leaves them empty, never fails the load (they are information, not th
 from __future__ import annotations
 
 import logging
-from dataclasses import asdict
-from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,7 @@ import numpy as np
 from cncwear.core.schema import LABEL_COLUMN, LABELS
 from cncwear.data.dataset import load_dataset
 from cncwear.data.profile import feature_histograms
-from cncwear.registry.store import LoadedModel, ModelStore, RetrainSummary
+from cncwear.registry.store import LoadedModel, ModelStore
 from cncwear_api.schemas import (
     ConfusionMatrix,
     ExampleRow,
@@ -139,10 +137,7 @@ def _plain(value: Any) -> Any:
 def recent_retrains(store: ModelStore, limit: int) -> list[RetrainPublic]:
     """The latest retrains in the registry's experiment with their candidates, newest first.
     Blocking (registry reads): call it from a worker thread."""
-    return [_retrain(summary) for summary in store.recent_retrains(limit)]
-
-
-def _retrain(summary: RetrainSummary) -> RetrainPublic:
-    fields = asdict(summary)
-    started_at = datetime.fromtimestamp(fields.pop("started_at_ms") / 1000, tz=UTC)
-    return RetrainPublic.model_validate({**fields, "started_at": started_at})
+    return [
+        RetrainPublic.model_validate(summary, from_attributes=True)
+        for summary in store.recent_retrains(limit)
+    ]

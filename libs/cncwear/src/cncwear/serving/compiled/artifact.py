@@ -19,6 +19,7 @@ from sklearn.pipeline import Pipeline
 from cncwear.core.errors import CompileError
 from cncwear.core.schema import numeric_columns, validate_rows
 from cncwear.registry.store import LoadedModel, ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.serving.compiled.runtime import CompiledModel, ParityReport, parity
 from cncwear.serving.scoring import model_input_columns
 from cncwear.serving.trees import PARITY_TOLERANCE
@@ -30,27 +31,10 @@ PARITY_SAMPLE_ROWS = 256
 """Rows stored with the compiled form for the check a server makes when it loads it."""
 
 
-class CompiledTag:
-    """Tags on a model version that describe its compiled form."""
-
-    FORMAT = "cncwear.compiled.format"
-    """``onnx`` when a checked compiled form exists, ``none`` when the version is served by
-    scikit-learn."""
-    ARTIFACT = "cncwear.compiled.artifact"
-    """Folder of the compiled form among the artifacts of the version's run."""
-    SHA256 = "cncwear.compiled.sha256"
-    CONVERTER = "cncwear.compiled.converter"
-    TOLERANCE = "cncwear.compiled.tolerance"
-    MAX_ABS_DIFF = "cncwear.compiled.max_abs_diff"
-    PARITY_ROWS = "cncwear.compiled.parity_rows"
-    RUNTIME = "cncwear.compiled.runtime"
-    REASON = "cncwear.compiled.reason"
-
-
 def compiled_tags(store: ModelStore, version: str) -> dict[str, str]:
     """The compiled-form tags a version carries (none before it was attached)."""
     tags = store.version_tags(version)
-    return {k: v for k, v in tags.items() if k.startswith("cncwear.compiled.")}
+    return {k: v for k, v in tags.items() if k.startswith(Tag.COMPILED_PREFIX)}
 
 
 def upload_compiled_form(store: ModelStore, run_id: str, data: bytes, rows: pd.DataFrame) -> None:
@@ -68,20 +52,20 @@ def upload_compiled_form(store: ModelStore, run_id: str, data: bytes, rows: pd.D
 def compiled_form_tags(data: bytes, converter: str, report: ParityReport) -> dict[str, str]:
     """The tags of a version whose compiled form was uploaded."""
     return {
-        CompiledTag.FORMAT: "onnx",
-        CompiledTag.ARTIFACT: ARTIFACT_DIR,
-        CompiledTag.SHA256: hashlib.sha256(data).hexdigest(),
-        CompiledTag.CONVERTER: converter,
-        CompiledTag.TOLERANCE: f"{report.tolerance:g}",
-        CompiledTag.MAX_ABS_DIFF: f"{report.max_abs_diff:.3g}",
-        CompiledTag.PARITY_ROWS: str(report.rows),
-        CompiledTag.RUNTIME: f"onnxruntime {ort.__version__}",
+        Tag.COMPILED_FORMAT: "onnx",
+        Tag.COMPILED_ARTIFACT: ARTIFACT_DIR,
+        Tag.COMPILED_SHA256: hashlib.sha256(data).hexdigest(),
+        Tag.COMPILED_CONVERTER: converter,
+        Tag.COMPILED_TOLERANCE: f"{report.tolerance:g}",
+        Tag.COMPILED_MAX_ABS_DIFF: f"{report.max_abs_diff:.3g}",
+        Tag.COMPILED_PARITY_ROWS: str(report.rows),
+        Tag.COMPILED_RUNTIME: f"onnxruntime {ort.__version__}",
     }
 
 
 def no_compiled_form_tags(reason: str) -> dict[str, str]:
     """The tags of a version served by scikit-learn, and why."""
-    return {CompiledTag.FORMAT: "none", CompiledTag.REASON: reason[:5000]}
+    return {Tag.COMPILED_FORMAT: "none", Tag.COMPILED_REASON: reason[:5000]}
 
 
 def registered_pipeline(store: ModelStore, version: str) -> Pipeline:
@@ -101,13 +85,13 @@ def load_compiled_form(
     Raises :class:`CompileError` saying why when the version has none or it cannot be trusted; the
     caller then serves the scikit-learn pipeline."""
     tags = loaded.tags
-    if tags.get(CompiledTag.FORMAT) != "onnx":
-        reason = tags.get(CompiledTag.REASON) or "the version has no compiled form"
+    if tags.get(Tag.COMPILED_FORMAT) != "onnx":
+        reason = tags.get(Tag.COMPILED_REASON) or "the version has no compiled form"
         raise CompileError(reason)
-    tolerance = float(tags.get(CompiledTag.TOLERANCE, "nan"))
+    tolerance = float(tags.get(Tag.COMPILED_TOLERANCE, "nan"))
     if not tolerance <= PARITY_TOLERANCE:
         raise CompileError(f"recorded tolerance {tolerance:g} is looser than {PARITY_TOLERANCE:g}")
-    folder_name = tags.get(CompiledTag.ARTIFACT, ARTIFACT_DIR)
+    folder_name = tags.get(Tag.COMPILED_ARTIFACT, ARTIFACT_DIR)
     try:
         with tempfile.TemporaryDirectory(prefix="cncwear-compiled-") as folder:
             local = store.download_artifacts(loaded.run_id, folder_name, Path(folder))
@@ -115,7 +99,7 @@ def load_compiled_form(
             sample = json.loads((local / PARITY_FILE).read_text())
     except Exception as error:  # a missing or unreadable artifact: serve scikit-learn
         raise CompileError(f"the compiled form cannot be downloaded: {error}") from error
-    if hashlib.sha256(data).hexdigest() != tags.get(CompiledTag.SHA256):
+    if hashlib.sha256(data).hexdigest() != tags.get(Tag.COMPILED_SHA256):
         raise CompileError("the compiled form's checksum does not match the one recorded")
     compiled = CompiledModel(data)
     if compiled.input_columns != numeric_columns(model_input_columns(loaded.pipeline)):

@@ -13,8 +13,8 @@ from sklearn.pipeline import Pipeline
 
 from cncwear.core.errors import CompileError
 from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Tag
 from cncwear.serving.compiled.artifact import (
-    CompiledTag,
     compiled_form_tags,
     compiled_tags,
     no_compiled_form_tags,
@@ -34,7 +34,7 @@ def attach_compiled_form(
     reason: it is served by scikit-learn. Idempotent: a version already tagged is left as it is.
     Returns the version's compiled tags."""
     existing = compiled_tags(store, version)
-    if CompiledTag.FORMAT in existing:
+    if Tag.COMPILED_FORMAT in existing:
         return existing
     run_id = store.version_run_id(version)
     try:

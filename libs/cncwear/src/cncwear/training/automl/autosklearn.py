@@ -49,7 +49,11 @@ from sklearn.preprocessing import (
 )
 from sklearn.tree import DecisionTreeClassifier
 
-from cncwear.core.errors import TrainingError
+from cncwear.core.errors import (
+    AutoSklearnError,
+    SidecarUnavailableError,
+    UnsupportedConfigurationError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -101,19 +105,6 @@ weighting) is always part of auto-sklearn's space and rebuilt too."""
 
 _NUMERICAL = "data_preprocessor:feature_type:numerical_transformer:"
 _RESCALING = f"{_NUMERICAL}rescaling:"
-
-
-class AutoSklearnError(TrainingError):
-    """The auto-sklearn sidecar failed: it crashed, timed out, answered nonsense, or returned a
-    configuration that cannot be rebuilt."""
-
-
-class SidecarUnavailableError(AutoSklearnError):
-    """No usable auto-sklearn sidecar in this installation."""
-
-
-class UnsupportedConfigurationError(AutoSklearnError):
-    """An auto-sklearn configuration outside what :func:`rebuild` reproduces faithfully."""
 
 
 # -- the sidecar process ---------------------------------------------------------------------------

@@ -27,16 +27,18 @@ from flaml.automl import AutoML
 from sklearn.base import ClassifierMixin, clone
 from sklearn.model_selection import StratifiedGroupKFold
 
-from cncwear.core.errors import TrainingError
+from cncwear.core.errors import (
+    AutoSklearnError,
+    SidecarUnavailableError,
+    TrainingError,
+    UnsupportedConfigurationError,
+)
 from cncwear.core.settings import AutoMLEngineName, Settings, get_settings
 from cncwear.training.automl.autosklearn import (
     AUTOSKLEARN_VERSION,
     MIN_RUN_SECONDS,
     MIN_SECONDS,
     SEARCH_SPACE,
-    AutoSklearnError,
-    SidecarUnavailableError,
-    UnsupportedConfigurationError,
     find_sidecar,
     rebuild,
     run_sidecar,
