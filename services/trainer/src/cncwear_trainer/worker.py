@@ -26,6 +26,7 @@ from typing import Any
 
 from celery import Celery
 
+from cncwear.core.schedule import parse_schedule
 from cncwear.core.settings import Settings, get_settings
 from cncwear.jobs.queue import (
     NEW_DATA_TASK,
@@ -33,7 +34,6 @@ from cncwear.jobs.queue import (
     SCHEDULED_RETRAIN_TASK,
     TRIGGER_QUEUE,
     make_celery,
-    parse_schedule,
 )
 
 logger = logging.getLogger(__name__)

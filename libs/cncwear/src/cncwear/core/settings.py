@@ -15,6 +15,8 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cncwear.core.schedule import parse_schedule
+
 BUNDLED_DATA_DIR = Path(__file__).parents[1] / "data" / "datasets" / "cnc_mill_tool_wear"
 
 
@@ -217,11 +219,7 @@ class Settings(BaseSettings):
     @field_validator("retrain_schedule")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
-        # Celery takes a second to import: only when a schedule is set.
-        from cncwear.jobs.queue import parse_schedule  # noqa: PLC0415
-
-        if value.strip():
-            parse_schedule(value)
+        parse_schedule(value)
         return value
 
     def triggers_enabled(self) -> bool:
