@@ -36,7 +36,8 @@ from sklearn.preprocessing import PolynomialFeatures, QuantileTransformer, Stand
 from sklearn.tree import DecisionTreeClassifier
 
 import cncwear.training.budget
-from cncwear.core.settings import AutoMLEngineName, Budget, Settings, get_settings
+from cncwear.core.choices import AutoMLEngineName, Budget
+from cncwear.core.settings import Settings, get_settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.features import build_pipeline
 from cncwear.registry.store import ModelStore, Tag

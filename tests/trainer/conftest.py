@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 
 WORKER = Path(sys.executable).parent / "cncwear-trainer"
 

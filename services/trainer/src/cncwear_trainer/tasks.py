@@ -10,8 +10,9 @@ from typing import Any
 from celery import Celery, Task
 from celery.exceptions import SoftTimeLimitExceeded
 
+from cncwear.core.choices import DEFAULT_CANDIDATES
 from cncwear.core.errors import CncwearError
-from cncwear.core.settings import DEFAULT_CANDIDATES, Settings
+from cncwear.core.settings import Settings
 from cncwear.jobs.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
 from cncwear.jobs.store import Job, JobStore, resolve_data_dir
 from cncwear.jobs.triggers import queue_if_new_data, queue_scheduled_retrain

@@ -15,41 +15,10 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cncwear.core.choices import AutoMLEngineName, Budget
 from cncwear.core.schedule import parse_schedule
 
 BUNDLED_DATA_DIR = Path(__file__).parents[1] / "data" / "datasets" / "cnc_mill_tool_wear"
-
-
-class Budget(StrEnum):
-    """How much search a retrain may spend: ``fast`` for tests and CI, ``full`` for production."""
-
-    FAST = "fast"
-    FULL = "full"
-
-
-class CandidateName(StrEnum):
-    """The candidates a retrain can compare; all but ``baseline`` run by default."""
-
-    DECISION_TREE = "decision_tree"
-    RANDOM_FOREST = "random_forest"
-    AUTOML = "automl"
-    BASELINE = "baseline"
-
-
-DEFAULT_CANDIDATES = (
-    CandidateName.DECISION_TREE,
-    CandidateName.RANDOM_FOREST,
-    CandidateName.AUTOML,
-)
-
-
-class AutoMLEngineName(StrEnum):
-    """The AutoML candidate's engine. ``auto``: auto-sklearn when its sidecar is installed, else
-    FLAML (with one warning)."""
-
-    AUTO = "auto"
-    FLAML = "flaml"
-    AUTO_SKLEARN = "auto-sklearn"
 
 
 class PromotionLock(StrEnum):

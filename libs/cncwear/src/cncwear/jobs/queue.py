@@ -48,4 +48,3 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
     )
     return app
-

@@ -19,7 +19,8 @@ from pathlib import Path
 
 from celery import Celery
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import load_dataset
 from cncwear.jobs.store import Job, JobStore, RetrainRequest, resolve_data_dir
 from cncwear.registry.store import ModelStore, Tag

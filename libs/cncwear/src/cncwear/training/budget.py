@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cncwear.core.settings import Budget
+from cncwear.core.choices import Budget
 
 
 @dataclass(frozen=True)

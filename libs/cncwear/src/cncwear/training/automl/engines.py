@@ -27,8 +27,9 @@ from flaml.automl import AutoML
 from sklearn.base import ClassifierMixin, clone
 from sklearn.model_selection import StratifiedGroupKFold
 
+from cncwear.core.choices import AutoMLEngineName
 from cncwear.core.errors import TrainingError
-from cncwear.core.settings import AutoMLEngineName, Settings, get_settings
+from cncwear.core.settings import Settings, get_settings
 from cncwear.training.automl.autosklearn import (
     AUTOSKLEARN_VERSION,
     MIN_RUN_SECONDS,
