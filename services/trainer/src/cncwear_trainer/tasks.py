@@ -18,11 +18,12 @@ from cncwear.jobs.store import Job, JobStore, resolve_data_dir
 from cncwear.jobs.triggers import queue_if_new_data, queue_scheduled_retrain
 from cncwear.training.retrain import RetrainReport, retrain
 from cncwear_trainer.metrics import StageTimer, record_failure, record_success
+from cncwear_trainer.settings import TrainerSettings
 
 logger = logging.getLogger(__name__)
 
 
-def register_tasks(app: Celery, settings: Settings) -> None:
+def register_tasks(app: Celery, settings: TrainerSettings) -> None:
     @app.task(name=RETRAIN_TASK, bind=True)  # type: ignore[untyped-decorator]
     def run_retrain(task: Task, job_id: str) -> None:
         run_job(settings, job_id)
@@ -40,7 +41,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         return None if check.job is None else check.job.job_id
 
 
-def run_job(settings: Settings, job_id: str) -> None:
+def run_job(settings: TrainerSettings, job_id: str) -> None:
     """Run one delivery of a retrain job. Safe to run again for the same job after a crash: the
     retrain registers at most one model version per job."""
     jobs = JobStore(settings)

@@ -129,9 +129,6 @@ class Settings(BaseSettings):
     """Seconds after which Redis hands an unacknowledged retrain to another worker. Must exceed
     the retrain time limit, or a long retrain would run twice."""
 
-    retrain_max_attempts: int = Field(default=3, ge=1)
-    """Deliveries of one job (after worker crashes) before it is marked failed."""
-
     retrain_schedule: str = ""
     """When to retrain by itself: five cron fields (minute hour day-of-month month day-of-week),
     e.g. ``"0 3 * * 0"`` for Sundays at 03:00 (the trainer's time zone: UTC unless Celery's is
@@ -176,14 +173,6 @@ class Settings(BaseSettings):
 
     explain_surrogate_depth: int = Field(default=3, ge=1, le=8)
     """Depth of the global surrogate decision tree (deeper: more faithful, harder to read)."""
-
-    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
-    """Port of a trainer worker's Prometheus endpoint (``/metrics``); 0 serves none. Several
-    workers on one machine need a port each: a worker whose port is taken logs a warning and runs
-    without one."""
-
-    worker_metrics_host: str = "127.0.0.1"
-    """Interface the worker's metrics endpoint listens on (``0.0.0.0`` in a container)."""
 
     @field_validator("retrain_schedule")
     @classmethod
