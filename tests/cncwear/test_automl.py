@@ -41,23 +41,25 @@ from cncwear.core.settings import Settings, get_settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.features import build_pipeline
 from cncwear.registry.store import ModelStore, Tag
-from cncwear.training.automl.autosklearn import (
-    CLASSIFIERS,
-    SEARCH_SPACE,
-    AutoSklearnError,
-    Sidecar,
-    SidecarUnavailableError,
-    UnsupportedConfigurationError,
-    find_sidecar,
-    rebuild,
-    run_sidecar,
-    session_processes,
-)
 from cncwear.training.automl.engines import (
     AutoSklearnEngine,
     FlamlEngine,
     get_engine,
     grouped_test_folds,
+)
+from cncwear.training.automl.rebuild import (
+    CLASSIFIERS,
+    SEARCH_SPACE,
+    UnsupportedConfigurationError,
+    rebuild,
+)
+from cncwear.training.automl.sidecar_process import (
+    AutoSklearnError,
+    Sidecar,
+    SidecarUnavailableError,
+    find_sidecar,
+    run_sidecar,
+    session_processes,
 )
 from cncwear.training.candidates import grouped_folds, thin_rows
 from cncwear.training.evaluation import holdout_split
