@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -592,6 +593,41 @@ def test_a_sidecar_over_its_time_limit_is_stopped_with_its_workers(
     assert time.monotonic() - started < 60
     session = int(pid_file.read_text())
     assert session_processes(session) == []  # the sidecar and whatever it started are gone
+
+
+def test_the_default_sidecar_is_the_projects_whatever_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """``cncwear train`` run from another folder finds the sidecar built in the project that holds
+    cncwear, not one in (or missing from) the folder it was started in."""
+    built = REPO / ".venv-autosklearn" / "bin" / "python"
+    if not built.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the auto-sklearn sidecar, yet there is none at {built}")
+        pytest.skip(f"no auto-sklearn sidecar at {built} (scripts/setup-autosklearn.sh builds it)")
+    script = (
+        "from cncwear.training.automl.sidecar_process import (\n"
+        "    SidecarUnavailableError, default_python, find_sidecar,\n"
+        ")\n"
+        "print(default_python())\n"
+        "try:\n"
+        "    print(find_sidecar(None).python)\n"
+        "except SidecarUnavailableError as error:\n"
+        "    print(error)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "CNCWEAR_AUTOSKLEARN_PYTHON"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    default, found = result.stdout.splitlines()
+    assert default == str(built)
+    assert found == str(built)
 
 
 def test_the_setup_script_returns_at_once_when_the_sidecar_is_built(sidecar: Sidecar) -> None:

@@ -75,8 +75,10 @@ class Settings(BaseSettings):
 
     autosklearn_python: Path | None = None
     """Interpreter of the auto-sklearn sidecar (Python 3.9 with auto-sklearn 0.15.0). Unset:
-    ``.venv-autosklearn/bin/python`` in the working directory or its nearest parent that has one,
-    as ``scripts/setup-autosklearn.sh`` builds it."""
+    ``.venv-autosklearn/bin/python`` of the project that holds the installed cncwear (the nearest
+    folder above cncwear's own files that has one, where ``scripts/setup-autosklearn.sh`` builds
+    it), whatever the working directory; failing that, the working directory's or its nearest
+    parent's."""
 
     autosklearn_metalearning: bool = True
     """Start auto-sklearn's search from configurations that did well on similar data sets (its

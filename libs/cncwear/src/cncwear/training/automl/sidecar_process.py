@@ -61,10 +61,14 @@ class Sidecar:
 
 
 def default_python(start: Path | None = None) -> Path:
-    """``.venv-autosklearn/bin/python`` in ``start`` (the working directory) or its nearest parent
-    that has one; the one in ``start`` when none has."""
+    """The sidecar's interpreter when none is configured: ``.venv-autosklearn/bin/python`` in the
+    workspace that holds this installation of cncwear (the nearest folder above its files that has
+    one: where ``scripts/setup-autosklearn.sh`` builds it), so that cncwear finds it from any
+    working directory; else in ``start`` (the working directory) or its nearest parent that has
+    one; the one in ``start`` when none has."""
     start = (start or Path.cwd()).resolve()
-    for folder in (start, *start.parents):
+    package = Path(__file__).resolve()
+    for folder in (*package.parents, start, *start.parents):
         candidate = folder / DEFAULT_ENVIRONMENT / "bin" / "python"
         if candidate.exists():
             return candidate
