@@ -69,9 +69,8 @@ class Settings(BaseSettings):
     automl_engine: AutoMLEngineName = AutoMLEngineName.FLAML
     """AutoML engine of the AutoML candidate: ``flaml`` (in process), ``auto-sklearn`` (in its
     Python 3.9 sidecar), or ``auto``: auto-sklearn when its sidecar is available, else flaml.
-    FLAML by default: given the same two minutes on 2 cores, auto-sklearn completed about six
-    evaluations and scored lower in grouped cross-validation inside the training experiments
-    (0.849 against FLAML's 0.874, ``bench/automl.py``), with twice the memory."""
+    FLAML by default: on the same budget it found the better model with less memory
+    (``docs/automl.md``, "Choosing")."""
 
     autosklearn_python: Path | None = None
     """Interpreter of the auto-sklearn sidecar (Python 3.9 with auto-sklearn 0.15.0). Unset:

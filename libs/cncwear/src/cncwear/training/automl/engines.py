@@ -81,9 +81,9 @@ class FlamlEngine:
     Repeatable needs two things of FLAML: no time budget (it steers its search by the time left)
     and learners taken in turn (its default chooses the next learner by measured training times).
     Taken in turn, every learner gets an equal share of the trials, so the default list holds only
-    LightGBM, which alone did better than sharing its trials with forests (``docs/automl.md``, "Lab
-    notes"); the random forest is a candidate of its own. Any learners with the scikit-learn
-    interface that skops serialises and tree SHAP explains may be listed instead.
+    LightGBM, which alone did better than sharing its trials with forests (``docs/automl.md``,
+    "FLAML: a number of trials"); the random forest is a candidate of its own. Any learners with
+    the scikit-learn interface that skops serialises and tree SHAP explains may be listed instead.
     """
 
     name = AutoMLEngineName.FLAML.value
