@@ -33,7 +33,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from cncwear.core.settings import Budget
+from cncwear.core.choices import Budget
 from cncwear.training.budget import BUDGETS
 
 ENGINES = ("auto-sklearn", "flaml")
@@ -92,7 +92,8 @@ def run_engine(
     """One engine, as the AutoML candidate of a retrain runs it (in this worker process)."""
     import logging
 
-    from cncwear.core.settings import AutoMLEngineName, Settings
+    from cncwear.core.choices import AutoMLEngineName
+    from cncwear.core.settings import Settings
     from cncwear.data.dataset import load_dataset
     from cncwear.training.automl.engines import get_engine
     from cncwear.training.candidates import AutoMLCandidate, FitContext

@@ -23,7 +23,8 @@ from pathlib import Path
 import httpx
 import redis
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import load_dataset
 from cncwear.training.retrain import retrain
 

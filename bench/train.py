@@ -38,8 +38,9 @@ from sklearn.model_selection import KFold, RandomizedSearchCV
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
+from cncwear.core.choices import DEFAULT_CANDIDATES, Budget
 from cncwear.core.schema import EXPERIMENT_COLUMN
-from cncwear.core.settings import DEFAULT_CANDIDATES, Budget, Settings
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset, load_dataset
 from cncwear.data.features import build_pipeline
 from cncwear.training.budget import BUDGETS

@@ -51,7 +51,7 @@ fi
 # Settings are checked here first, so a bad one (a malformed CNCWEAR_RETRAIN_SCHEDULE) stops us with
 # its message instead of leaving a worker that died at start.
 triggers=$(uv run python -c "
-from cncwear.settings import get_settings
+from cncwear_trainer.settings import get_settings
 print('on' if get_settings().triggers_enabled() else 'off')") || exit 1
 
 # The services run from the environment's bin directly (not through `uv run`, which does not pass
@@ -76,8 +76,8 @@ for _ in $(seq 120); do
 done
 
 if ! uv run python -c "
-from cncwear.settings import get_settings
-from cncwear.store import ModelStore
+from cncwear.core.settings import get_settings
+from cncwear.registry.store import ModelStore
 raise SystemExit(ModelStore(get_settings()).champion_version() is None)" 2>/dev/null; then
     echo "no champion yet: queueing a first retrain (budget ${CNCWEAR_BUDGET:-fast})" >&2
     uv run cncwear retrain --reason "first start"

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.core.settings import BUNDLED_DATA_DIR, Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import BUNDLED_DATA_DIR, Settings
 from cncwear.data.dataset import Dataset, load_dataset
 from tests.helpers import emptied_redis
 

@@ -26,8 +26,9 @@ import pytest
 import redis
 import uvicorn
 
+from cncwear.core.choices import Budget
 from cncwear.core.schema import input_columns
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag

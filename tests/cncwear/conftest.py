@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 
 CLI = Path(sys.executable).parent / "cncwear"
 

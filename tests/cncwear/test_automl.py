@@ -12,6 +12,7 @@ import logging
 import os
 import re
 import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, replace
@@ -36,30 +37,29 @@ from sklearn.preprocessing import PolynomialFeatures, QuantileTransformer, Stand
 from sklearn.tree import DecisionTreeClassifier
 
 import cncwear.training.budget
+from cncwear.core.choices import AutoMLEngineName, Budget
 from cncwear.core.errors import (
     AutoSklearnError,
     SidecarUnavailableError,
     UnsupportedConfigurationError,
 )
-from cncwear.core.settings import AutoMLEngineName, Budget, Settings, get_settings
+from cncwear.core.settings import Settings, get_settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.features import build_pipeline
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
-from cncwear.training.automl.autosklearn import (
-    CLASSIFIERS,
-    SEARCH_SPACE,
-    Sidecar,
-    find_sidecar,
-    rebuild,
-    run_sidecar,
-    session_processes,
-)
 from cncwear.training.automl.engines import (
     AutoSklearnEngine,
     FlamlEngine,
     get_engine,
     grouped_test_folds,
+)
+from cncwear.training.automl.rebuild import CLASSIFIERS, SEARCH_SPACE, rebuild
+from cncwear.training.automl.sidecar_process import (
+    Sidecar,
+    find_sidecar,
+    run_sidecar,
+    session_processes,
 )
 from cncwear.training.candidates import grouped_folds, thin_rows
 from cncwear.training.evaluation import holdout_split
@@ -592,6 +592,41 @@ def test_a_sidecar_over_its_time_limit_is_stopped_with_its_workers(
     assert time.monotonic() - started < 60
     session = int(pid_file.read_text())
     assert session_processes(session) == []  # the sidecar and whatever it started are gone
+
+
+def test_the_default_sidecar_is_the_projects_whatever_the_working_directory(
+    tmp_path: Path,
+) -> None:
+    """``cncwear train`` run from another folder finds the sidecar built in the project that holds
+    cncwear, not one in (or missing from) the folder it was started in."""
+    built = REPO / ".venv-autosklearn" / "bin" / "python"
+    if not built.exists():
+        if os.environ.get("CI"):
+            pytest.fail(f"CI builds the auto-sklearn sidecar, yet there is none at {built}")
+        pytest.skip(f"no auto-sklearn sidecar at {built} (scripts/setup-autosklearn.sh builds it)")
+    script = (
+        "from cncwear.training.automl.sidecar_process import (\n"
+        "    SidecarUnavailableError, default_python, find_sidecar,\n"
+        ")\n"
+        "print(default_python())\n"
+        "try:\n"
+        "    print(find_sidecar(None).python)\n"
+        "except SidecarUnavailableError as error:\n"
+        "    print(error)\n"
+    )
+    environment = {k: v for k, v in os.environ.items() if k != "CNCWEAR_AUTOSKLEARN_PYTHON"}
+    result = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=tmp_path,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    default, found = result.stdout.splitlines()
+    assert default == str(built)
+    assert found == str(built)
 
 
 def test_the_setup_script_returns_at_once_when_the_sidecar_is_built(sidecar: Sidecar) -> None:

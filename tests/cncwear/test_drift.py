@@ -127,7 +127,15 @@ def test_the_monitor_compares_traffic_with_the_held_out_rows_of_the_profile(
     monitor = Monitor(
         reference,
         window_feature_map(pipeline),  # type: ignore[arg-type]
-        MonitorConfig(window_rows=1000, min_rows=500, feedback_min_rows=10),
+        MonitorConfig(
+            window_rows=1000,
+            min_rows=500,
+            drift_share=0.5,
+            ks_alpha=0.05,
+            wasserstein_threshold=0.1,
+            feedback_window_rows=2000,
+            feedback_min_rows=10,
+        ),
     )
     assert not monitor.report().enough_rows
     shuffled = held.sample(n=1000, random_state=3)

@@ -90,7 +90,19 @@ def monitor_of(pipeline: Pipeline, rows: tuple[pd.DataFrame, pd.DataFrame]) -> M
         holdout_x=held[columns],
     )
     reference = Reference.from_profile("1", profile, {})
-    return Monitor(reference, window_feature_map(pipeline), MonitorConfig(window_rows=500))
+    return Monitor(
+        reference,
+        window_feature_map(pipeline),
+        MonitorConfig(
+            window_rows=500,
+            min_rows=500,
+            drift_share=0.5,
+            ks_alpha=0.05,
+            wasserstein_threshold=0.1,
+            feedback_window_rows=2000,
+            feedback_min_rows=200,
+        ),
+    )
 
 
 def test_the_drift_window_monitors_exactly_the_selected_features(

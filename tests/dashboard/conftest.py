@@ -26,7 +26,8 @@ import redis
 from playwright.sync_api import Browser, ConsoleMessage, Page, Playwright, Request, sync_playwright
 from pydantic import SecretStr
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 from cncwear.training.retrain import retrain
 from cncwear_api.core.settings import ApiSettings
 from tests.api.conftest import RunningServer, serve

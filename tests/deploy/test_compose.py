@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 from jsonschema import Draft202012Validator
 
 from cncwear_api.core.settings import ApiSettings
+from cncwear_trainer.settings import TrainerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
@@ -218,7 +219,11 @@ def test_monitoring_mounts_the_provisioned_files(compose: dict[str, Any]) -> Non
 
 def test_cncwear_settings_given_to_the_services_exist(compose: dict[str, Any]) -> None:
     """A misspelt CNCWEAR_ variable would be ignored silently; each must name a setting."""
-    fields = {f"CNCWEAR_{name.upper()}" for name in ApiSettings.model_fields}
+    fields = {
+        f"CNCWEAR_{name.upper()}"
+        for settings in (ApiSettings, TrainerSettings)
+        for name in settings.model_fields
+    }
     given = {
         key
         for name in ("api", "trainer")

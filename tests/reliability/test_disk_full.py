@@ -16,7 +16,8 @@ import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 from cncwear.registry.store import ModelStore
 from cncwear.training.retrain import retrain
 from cncwear_api.core.settings import ApiSettings

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-from cncwear.core.settings import Budget, CandidateName, Settings
+from cncwear.core.choices import Budget, CandidateName
+from cncwear.core.settings import Settings
 from cncwear.jobs.queue import make_celery
 from cncwear.jobs.store import JobState, JobStore, RetrainRequest
 from cncwear.registry.store import ModelStore

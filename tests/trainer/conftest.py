@@ -13,15 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear_trainer.settings import TrainerSettings
 
 WORKER = Path(sys.executable).parent / "cncwear-trainer"
 
 
 @pytest.fixture
-def queue_settings(tmp_path: Path, redis_url: str) -> Settings:
+def queue_settings(tmp_path: Path, redis_url: str) -> TrainerSettings:
     """Short time limits, so a job abandoned by a killed worker is redelivered within a minute."""
-    return Settings(
+    return TrainerSettings(
         home=tmp_path / "home",
         budget=Budget.FAST,
         n_jobs=1,
@@ -52,7 +53,7 @@ class Worker:
                 self.kill()
 
 
-def worker_environment(settings: Settings) -> dict[str, str]:
+def worker_environment(settings: TrainerSettings) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))}
     env.update(
         CNCWEAR_HOME=str(settings.home),
@@ -70,7 +71,7 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     return env
 
 
-def start_process(settings: Settings, args: list[str], log: Path) -> Worker:
+def start_process(settings: TrainerSettings, args: list[str], log: Path) -> Worker:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(WORKER), *args],
@@ -87,7 +88,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """``start_worker(settings, *extra_args)``: a ``cncwear-trainer worker`` process, once ready."""
     started: list[Worker] = []
 
-    def start(settings: Settings, *args: str) -> Worker:
+    def start(settings: TrainerSettings, *args: str) -> Worker:
         log = tmp_path / f"worker-{len(started)}.log"
         hostname = f"test{len(started)}@%h"
         worker = start_process(settings, ["worker", "--hostname", hostname, *args], log)
@@ -103,11 +104,11 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
 
 
 @pytest.fixture
-def start_beat(tmp_path: Path) -> Iterator[Callable[[Settings], Worker]]:
+def start_beat(tmp_path: Path) -> Iterator[Callable[[TrainerSettings], Worker]]:
     """``start_beat(settings)``: a ``cncwear-trainer beat`` process, once it is firing."""
     started: list[Worker] = []
 
-    def start(settings: Settings) -> Worker:
+    def start(settings: TrainerSettings) -> Worker:
         beat = start_process(settings, ["beat"], tmp_path / f"beat-{len(started)}.log")
         started.append(beat)
         wait_for(

@@ -13,8 +13,9 @@ import httpx
 import pytest
 import redis
 
+from cncwear.core.choices import CandidateName
 from cncwear.core.schema import input_columns
-from cncwear.core.settings import CandidateName, Settings
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset
 from cncwear.jobs.queue import RETRAIN_QUEUE
 from cncwear.training.retrain import retrain

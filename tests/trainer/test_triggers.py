@@ -17,8 +17,9 @@ import pytest
 import redis
 from pydantic import ValidationError
 
+from cncwear.core.schedule import parse_schedule
 from cncwear.core.settings import BUNDLED_DATA_DIR, Settings
-from cncwear.jobs.queue import RETRAIN_QUEUE, TRIGGER_QUEUE, make_celery, parse_schedule
+from cncwear.jobs.queue import RETRAIN_QUEUE, TRIGGER_QUEUE, make_celery
 from cncwear.jobs.store import JobState, JobStore, RetrainRequest
 from cncwear.jobs.triggers import NEW_DATA_REASON, queue_if_new_data
 from cncwear.training.retrain import retrain

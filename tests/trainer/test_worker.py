@@ -10,8 +10,9 @@ import pytest
 import redis
 from mlflow.tracking import MlflowClient
 
+from cncwear.core.choices import CandidateName
 from cncwear.core.errors import QueueUnavailableError
-from cncwear.core.settings import CandidateName, Settings
+from cncwear.core.settings import Settings
 from cncwear.jobs.queue import RETRAIN_QUEUE, make_celery
 from cncwear.jobs.store import JobState, JobStore, RetrainRequest
 from cncwear.registry.store import ModelStore

@@ -8,7 +8,8 @@ from collections.abc import Callable
 import httpx
 from prometheus_client.parser import text_string_to_metric_families
 
-from cncwear.core.settings import CandidateName, Settings
+from cncwear.core.choices import CandidateName
+from cncwear.core.settings import Settings
 from cncwear.jobs.queue import make_celery
 from cncwear.jobs.store import JobState, JobStore, RetrainRequest
 from tests.helpers import free_port

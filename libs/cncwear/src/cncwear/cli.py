@@ -14,8 +14,9 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from cncwear.core.choices import DEFAULT_CANDIDATES, Budget
 from cncwear.core.errors import CncwearError, SchemaError
-from cncwear.core.settings import DEFAULT_CANDIDATES, Budget, get_settings
+from cncwear.core.settings import get_settings
 from cncwear.jobs.queue import make_celery
 from cncwear.jobs.store import Job, JobState, JobStore, RetrainRequest
 from cncwear.jobs.triggers import queue_if_new_data

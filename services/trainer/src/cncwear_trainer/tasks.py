@@ -10,18 +10,20 @@ from typing import Any
 from celery import Celery
 from celery.exceptions import SoftTimeLimitExceeded
 
+from cncwear.core.choices import DEFAULT_CANDIDATES
 from cncwear.core.errors import CncwearError
-from cncwear.core.settings import DEFAULT_CANDIDATES, Settings
+from cncwear.core.settings import Settings
 from cncwear.jobs.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
 from cncwear.jobs.store import Job, JobStore, resolve_data_dir
 from cncwear.jobs.triggers import queue_if_new_data, queue_scheduled_retrain
 from cncwear.training.retrain import RetrainReport, retrain
 from cncwear_trainer.metrics import StageTimer, record_failure, record_success
+from cncwear_trainer.settings import TrainerSettings
 
 logger = logging.getLogger(__name__)
 
 
-def register_tasks(app: Celery, settings: Settings) -> None:
+def register_tasks(app: Celery, settings: TrainerSettings) -> None:
     @app.task(name=RETRAIN_TASK)  # type: ignore[untyped-decorator]
     def run_retrain(job_id: str) -> None:
         run_job(settings, job_id)
@@ -39,7 +41,7 @@ def register_tasks(app: Celery, settings: Settings) -> None:
         return None if check.job is None else check.job.job_id
 
 
-def run_job(settings: Settings, job_id: str) -> None:
+def run_job(settings: TrainerSettings, job_id: str) -> None:
     """Run one delivery of a retrain job. Safe to run again for the same job after a crash: the
     retrain registers at most one model version per job."""
     jobs = JobStore(settings)

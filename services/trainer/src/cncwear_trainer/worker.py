@@ -26,15 +26,16 @@ from typing import Any
 
 from celery import Celery
 
-from cncwear.core.settings import Settings, get_settings
+from cncwear.core.schedule import parse_schedule
+from cncwear.core.settings import Settings
 from cncwear.jobs.queue import (
     NEW_DATA_TASK,
     RETRAIN_QUEUE,
     SCHEDULED_RETRAIN_TASK,
     TRIGGER_QUEUE,
     make_celery,
-    parse_schedule,
 )
+from cncwear_trainer.settings import TrainerSettings, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -44,7 +45,7 @@ SCHEDULED_EXPIRY_SECONDS = 3600
 the retrain it would queue is the one running, or one that has just finished."""
 
 
-def create_worker_app(settings: Settings) -> Celery:
+def create_worker_app(settings: TrainerSettings) -> Celery:
     # Imported here, not at the top: the tasks bring in the training stack (scikit-learn,
     # MLflow, FLAML), which the container health check (``cncwear-trainer ping``) must not wait for;
     # and prometheus_client (through the task metrics), which must come after

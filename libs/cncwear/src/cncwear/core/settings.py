@@ -15,39 +15,10 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from cncwear.core.choices import AutoMLEngineName, Budget
+from cncwear.core.schedule import parse_schedule
+
 BUNDLED_DATA_DIR = Path(__file__).parents[1] / "data" / "datasets" / "cnc_mill_tool_wear"
-
-
-class Budget(StrEnum):
-    """How much search a retrain may spend: ``fast`` for tests and CI, ``full`` for production."""
-
-    FAST = "fast"
-    FULL = "full"
-
-
-class CandidateName(StrEnum):
-    """The candidates a retrain can compare; all but ``baseline`` run by default."""
-
-    DECISION_TREE = "decision_tree"
-    RANDOM_FOREST = "random_forest"
-    AUTOML = "automl"
-    BASELINE = "baseline"
-
-
-DEFAULT_CANDIDATES = (
-    CandidateName.DECISION_TREE,
-    CandidateName.RANDOM_FOREST,
-    CandidateName.AUTOML,
-)
-
-
-class AutoMLEngineName(StrEnum):
-    """The AutoML candidate's engine. ``auto``: auto-sklearn when its sidecar is installed, else
-    FLAML (with one warning)."""
-
-    AUTO = "auto"
-    FLAML = "flaml"
-    AUTO_SKLEARN = "auto-sklearn"
 
 
 class PromotionLock(StrEnum):
@@ -98,14 +69,15 @@ class Settings(BaseSettings):
     automl_engine: AutoMLEngineName = AutoMLEngineName.FLAML
     """AutoML engine of the AutoML candidate: ``flaml`` (in process), ``auto-sklearn`` (in its
     Python 3.9 sidecar), or ``auto``: auto-sklearn when its sidecar is available, else flaml.
-    FLAML by default: given the same two minutes on 2 cores, auto-sklearn completed about six
-    evaluations and scored lower in grouped cross-validation inside the training experiments
-    (0.849 against FLAML's 0.874, ``bench/automl.py``), with twice the memory."""
+    FLAML by default: on the same budget it found the better model with less memory
+    (``docs/automl.md``, "Choosing")."""
 
     autosklearn_python: Path | None = None
     """Interpreter of the auto-sklearn sidecar (Python 3.9 with auto-sklearn 0.15.0). Unset:
-    ``.venv-autosklearn/bin/python`` in the working directory or its nearest parent that has one,
-    as ``scripts/setup-autosklearn.sh`` builds it."""
+    ``.venv-autosklearn/bin/python`` of the project that holds the installed cncwear (the nearest
+    folder above cncwear's own files that has one, where ``scripts/setup-autosklearn.sh`` builds
+    it), whatever the working directory; failing that, the working directory's or its nearest
+    parent's."""
 
     autosklearn_metalearning: bool = True
     """Start auto-sklearn's search from configurations that did well on similar data sets (its
@@ -158,9 +130,6 @@ class Settings(BaseSettings):
     """Seconds after which Redis hands an unacknowledged retrain to another worker. Must exceed
     the retrain time limit, or a long retrain would run twice."""
 
-    retrain_max_attempts: int = Field(default=3, ge=1)
-    """Deliveries of one job (after worker crashes) before it is marked failed."""
-
     retrain_schedule: str = ""
     """When to retrain by itself: five cron fields (minute hour day-of-month month day-of-week),
     e.g. ``"0 3 * * 0"`` for Sundays at 03:00 (the trainer's time zone: UTC unless Celery's is
@@ -206,22 +175,10 @@ class Settings(BaseSettings):
     explain_surrogate_depth: int = Field(default=3, ge=1, le=8)
     """Depth of the global surrogate decision tree (deeper: more faithful, harder to read)."""
 
-    worker_metrics_port: int = Field(default=9102, ge=0, le=65535)
-    """Port of a trainer worker's Prometheus endpoint (``/metrics``); 0 serves none. Several
-    workers on one machine need a port each: a worker whose port is taken logs a warning and runs
-    without one."""
-
-    worker_metrics_host: str = "127.0.0.1"
-    """Interface the worker's metrics endpoint listens on (``0.0.0.0`` in a container)."""
-
     @field_validator("retrain_schedule")
     @classmethod
     def _valid_schedule(cls, value: str) -> str:
-        # Celery takes a second to import: only when a schedule is set.
-        from cncwear.jobs.queue import parse_schedule  # noqa: PLC0415
-
-        if value.strip():
-            parse_schedule(value)
+        parse_schedule(value)
         return value
 
     def triggers_enabled(self) -> bool:

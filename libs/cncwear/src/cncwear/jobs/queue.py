@@ -10,7 +10,6 @@ unacknowledged for longer is delivered again), and time limits below it.
 from __future__ import annotations
 
 from celery import Celery
-from celery.schedules import crontab
 
 from cncwear.core.settings import Settings
 
@@ -49,20 +48,3 @@ def make_celery(settings: Settings) -> Celery:
         beat_schedule_filename=str(settings.home / "celerybeat-schedule"),
     )
     return app
-
-
-def parse_schedule(text: str) -> crontab | None:
-    """The schedule of ``CNCWEAR_RETRAIN_SCHEDULE``: None when empty (off). Raises ValueError
-    saying what a valid one looks like."""
-    if not text.strip():
-        return None
-    fields = text.split()
-    if len(fields) != 5:
-        raise ValueError(
-            f"{text!r} has {len(fields)} field(s); a schedule is five cron fields: minute hour "
-            "day-of-month month day-of-week, e.g. '0 3 * * 0' (Sundays at 03:00)"
-        )
-    try:
-        return crontab.from_string(" ".join(fields))
-    except ValueError as error:
-        raise ValueError(f"{text!r} is not a valid cron schedule: {error}") from None

@@ -21,8 +21,9 @@ import redis
 from celery import Celery
 from pydantic import BaseModel, Field, field_validator
 
+from cncwear.core.choices import AutoMLEngineName, Budget, CandidateName
 from cncwear.core.errors import JobNotFoundError, QueueUnavailableError
-from cncwear.core.settings import AutoMLEngineName, Budget, CandidateName, Settings
+from cncwear.core.settings import Settings
 from cncwear.jobs.queue import RETRAIN_TASK
 
 JOBS_INDEX = "cncwear:jobs"

@@ -4,7 +4,8 @@ Both go through the one de-duplicated queue (``JobStore.enqueue``): a trigger th
 retrain is queued or running gets that job back instead of queueing a second one.
 
 * Schedule: ``CNCWEAR_RETRAIN_SCHEDULE``, five cron fields (``"0 3 * * 0"``: Sundays at 03:00),
-  empty for off (``cncwear.queue.parse_schedule``). Celery beat (``cncwear-trainer beat``) fires it.
+  empty for off (``cncwear.core.schedule.parse_schedule``). Celery beat (``cncwear-trainer beat``)
+  fires it.
 * New data: the training data folder (``CNCWEAR_DATA_DIR``, or one given) whose content hash differs
   from the hash of the data the champion was trained on (the ``cncwear.data_hash`` tag of its
   registry version). Beat checks every ``CNCWEAR_NEW_DATA_CHECK_SECONDS``; ``cncwear retrain
@@ -19,7 +20,8 @@ from pathlib import Path
 
 from celery import Celery
 
-from cncwear.core.settings import Budget, Settings
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import load_dataset
 from cncwear.jobs.store import Job, JobStore, RetrainRequest, resolve_data_dir
 from cncwear.registry.store import ModelStore

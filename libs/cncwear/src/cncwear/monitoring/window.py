@@ -85,19 +85,22 @@ class RingBuffer:
 
 @dataclass(frozen=True)
 class MonitorConfig:
-    window_rows: int = 2000
+    """How a window is judged. The figures come from the service's settings (the API's
+    ``CNCWEAR_DRIFT_*`` and ``CNCWEAR_FEEDBACK_*``), which hold their defaults."""
+
+    window_rows: int
     """Served rows the drift statistics look at (the most recent ones)."""
-    min_rows: int = 500
+    min_rows: int
     """Rows the window must hold before drift is judged at all."""
-    drift_share: float = 0.5
-    """Share of drifted features from which the window counts as drifted (Evidently's default)."""
-    ks_alpha: float = 0.05
-    wasserstein_threshold: float = 0.1
-    psi_bins: int = 10
-    feedback_window_rows: int = 2000
+    drift_share: float
+    """Share of drifted features from which the window counts as drifted."""
+    ks_alpha: float
+    wasserstein_threshold: float
+    feedback_window_rows: int
     """Labelled rows live performance is computed over (the most recent ones)."""
-    feedback_min_rows: int = 200
+    feedback_min_rows: int
     """Labelled rows needed before live performance is reported and judged."""
+    psi_bins: int = 10
 
 
 @dataclass(frozen=True)

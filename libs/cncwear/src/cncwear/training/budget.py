@@ -1,10 +1,11 @@
-"""Search budgets: how much a retrain may spend on each candidate."""
+"""Search budgets: how much a retrain may spend on each candidate. How the figures were chosen:
+``docs/automl.md``, "Lab notes"."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
-from cncwear.core.settings import Budget
+from cncwear.core.choices import Budget
 
 
 @dataclass(frozen=True)
@@ -16,24 +17,19 @@ class SearchBudget:
     cv_folds: int
     """Grouped cross-validation folds inside the training experiments."""
     max_trees: int | None
-    """Cap on the forest's n_estimators grid (None: the thesis grid up to 2000). The full budget
-    caps it at 400: past a few hundred trees a forest's votes no longer change, while its refit,
-    its artifact and every served prediction grow with each tree (uncapped, the forest took eight
-    of a full retrain's sixteen minutes)."""
+    """Cap on the forest's n_estimators grid (None: the thesis grid up to 2000): past a few hundred
+    trees a forest's votes no longer change, while its refit, its artifact and every served
+    prediction grow with each tree."""
     search_row_stride: int
     """Searches see every n-th row of each experiment: rows 100 ms apart are near duplicates, so
     thinning them costs little signal and divides search time. The winner is refit on all rows."""
     flaml_iterations: int
-    """Trials of FLAML's search. A count, not a time: FLAML bounded by wall time found a different
-    model from run to run (how far it got depended on the machine's load), so two retrains on the
-    same data and seed could promote different models. Counted trials make the search repeatable.
-    The full budget's 500 take about 18 s on 2 cores and find the configuration that 40 s of
-    time-bounded search found in its last second; 1,000 trials find the same one (the retrain's
-    training experiments, ``CNCWEAR_SEED`` 42)."""
+    """Trials of FLAML's search. A count, not a time: bounded by wall time, how far FLAML got
+    depended on the machine's load, so two retrains on the same data and seed could promote
+    different models. Counted trials make the search repeatable."""
     autosklearn_seconds: float
-    """Time budget of auto-sklearn, whose search only a time bounds: at 45 s on a busy 2-core
-    machine it finished none of its evaluations (each grows 512 trees on every fold), at 120 s
-    six."""
+    """Time budget of auto-sklearn, whose search only a time bounds; each evaluation grows 512
+    trees on every fold, so a short budget finishes none."""
 
 
 BUDGETS: dict[Budget, SearchBudget] = {

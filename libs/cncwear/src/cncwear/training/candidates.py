@@ -23,6 +23,7 @@ from sklearn.model_selection import RandomizedSearchCV, StratifiedGroupKFold
 from sklearn.pipeline import Pipeline
 from sklearn.tree import DecisionTreeClassifier
 
+from cncwear.core.choices import CandidateName
 from cncwear.core.schema import EXPERIMENT_COLUMN
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset
@@ -146,7 +147,7 @@ class AutoMLCandidate:
     then refits that configuration inside the feature pipeline."""
 
     engine: AutoMLEngine
-    name: str = "automl"
+    name: str = CandidateName.AUTOML.value
 
     def fit(self, train: Dataset, context: FitContext) -> FittedCandidate:
         started = time.perf_counter()
@@ -189,7 +190,7 @@ class AutoMLCandidate:
 class BaselineCandidate:
     """Predicts the training class balance for every row: the floor any real model must clear."""
 
-    name: str = "baseline"
+    name: str = CandidateName.BASELINE.value
 
     def fit(self, train: Dataset, context: FitContext) -> FittedCandidate:
         started = time.perf_counter()
@@ -212,7 +213,7 @@ class BaselineCandidate:
 
 def decision_tree() -> SearchCandidate:
     return SearchCandidate(
-        name="decision_tree",
+        name=CandidateName.DECISION_TREE.value,
         make_estimator=lambda seed: DecisionTreeClassifier(random_state=seed),
         grid=DECISION_TREE_GRID,
         iterations=lambda budget: budget.tree_iterations,
@@ -221,7 +222,7 @@ def decision_tree() -> SearchCandidate:
 
 def random_forest() -> SearchCandidate:
     return SearchCandidate(
-        name="random_forest",
+        name=CandidateName.RANDOM_FOREST.value,
         make_estimator=lambda seed: RandomForestClassifier(random_state=seed, n_jobs=1),
         grid=RANDOM_FOREST_GRID,
         iterations=lambda budget: budget.forest_iterations,

@@ -13,8 +13,9 @@ from typing import Any
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from cncwear.core.choices import DEFAULT_CANDIDATES, Budget, CandidateName
 from cncwear.core.errors import TrainingError
-from cncwear.core.settings import DEFAULT_CANDIDATES, Budget, CandidateName, Settings
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset, load_dataset
 from cncwear.data.features import feature_importances, selected_features
 from cncwear.data.profile import build_profile

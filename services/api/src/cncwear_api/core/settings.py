@@ -56,6 +56,7 @@ class ApiSettings(Settings):
     """``text`` for people, ``json`` for log collectors: one object per line."""
 
     log_level: str = "INFO"
+    """Level of the server's logs: a ``logging`` level name (``DEBUG``, ``INFO``, ``WARNING``)."""
 
     monitoring: bool = True
     """Watch live traffic for drift and take ground-truth feedback. Off: ``/predict`` skips the

@@ -7,9 +7,10 @@ it found. The candidate then refits that estimator inside the one feature pipeli
 engine searched, the promoted model is a plain scikit-learn pipeline.
 
 Two engines: FLAML in process, and auto-sklearn 0.15.0 in its Python 3.9 sidecar, whose best
-configuration is rebuilt as a modern scikit-learn estimator (:mod:`cncwear.autosklearn`). The
-setting ``CNCWEAR_AUTOML_ENGINE`` chooses (FLAML by default); ``auto`` takes auto-sklearn when the
-sidecar is installed and falls back to FLAML with one warning when it is not.
+configuration is rebuilt as a modern scikit-learn estimator
+(:mod:`cncwear.training.automl.rebuild`). The setting ``CNCWEAR_AUTOML_ENGINE`` chooses (FLAML by
+default); ``auto`` takes auto-sklearn when the sidecar is installed and falls back to FLAML with one
+warning when it is not.
 """
 
 from __future__ import annotations
@@ -27,20 +28,18 @@ from flaml.automl import AutoML
 from sklearn.base import ClassifierMixin, clone
 from sklearn.model_selection import StratifiedGroupKFold
 
+from cncwear.core.choices import AutoMLEngineName
 from cncwear.core.errors import (
     AutoSklearnError,
     SidecarUnavailableError,
     TrainingError,
     UnsupportedConfigurationError,
 )
-from cncwear.core.settings import AutoMLEngineName, Settings, get_settings
-from cncwear.training.automl.autosklearn import (
+from cncwear.core.settings import Settings, get_settings
+from cncwear.training.automl.rebuild import SEARCH_SPACE, rebuild
+from cncwear.training.automl.sidecar_process import (
     AUTOSKLEARN_VERSION,
-    MIN_RUN_SECONDS,
-    MIN_SECONDS,
-    SEARCH_SPACE,
     find_sidecar,
-    rebuild,
     run_sidecar,
 )
 from cncwear.training.budget import SearchBudget
@@ -81,11 +80,9 @@ class FlamlEngine:
     Repeatable needs two things of FLAML: no time budget (it steers its search by the time left)
     and learners taken in turn (its default chooses the next learner by measured training times).
     Taken in turn, every learner gets an equal share of the trials, so the default list holds only
-    LightGBM: on the training experiments' grouped folds, 500 trials of it alone scored better
-    (accuracy 0.896) than 400 shared with scikit-learn's forest, extra trees and histogram
-    gradient boosting (0.872, where the forests spent half the trials and won none), and the random
-    forest is a candidate of its own. Any learners with the scikit-learn interface that skops
-    serialises and tree SHAP explains may be listed instead.
+    LightGBM, which alone did better than sharing its trials with forests (``docs/automl.md``,
+    "FLAML: a number of trials"); the random forest is a candidate of its own. Any learners with
+    the scikit-learn interface that skops serialises and tree SHAP explains may be listed instead.
     """
 
     name = AutoMLEngineName.FLAML.value
@@ -143,6 +140,12 @@ class FlamlEngine:
         )
 
 
+MIN_SECONDS = 30.0
+"""auto-sklearn's smallest useful budget: below it, start-up leaves SMAC no time to evaluate."""
+MIN_RUN_SECONDS = 15.0
+"""Smallest time limit of one evaluation (one configuration on all folds; half the budget above
+it). auto-sklearn's forests and boosting grow to 512 trees or iterations, slow on a busy machine."""
+
 REBUILD_WARNING_MARGIN = 0.05
 """Warn when the rebuilt estimator's accuracy on auto-sklearn's folds differs from auto-sklearn's
 own by more than this."""
@@ -151,8 +154,8 @@ own by more than this."""
 class AutoSklearnEngine:
     """auto-sklearn 0.15.0 in its Python 3.9 sidecar (a subprocess): SMAC search on the same
     grouped folds as the other candidates, within the budget, over the components that
-    :func:`cncwear.autosklearn.rebuild` reproduces; its best single configuration comes back as
-    JSON and is rebuilt as a modern scikit-learn estimator.
+    :func:`~cncwear.training.automl.rebuild.rebuild` reproduces; its best single configuration
+    comes back as JSON and is rebuilt as a modern scikit-learn estimator.
 
     Besides auto-sklearn's own validation score, the result carries the rebuilt estimator's
     accuracy on the same folds (``rebuilt_cv_accuracy``): the check that the rebuild is faithful.
@@ -164,11 +167,11 @@ class AutoSklearnEngine:
         self,
         python: Path,
         *,
+        metalearning: bool,
+        memory_limit_mb: int,
+        n_jobs: int,
+        timeout_grace_seconds: float,
         version: str = AUTOSKLEARN_VERSION,
-        metalearning: bool = True,
-        memory_limit_mb: int = 3072,
-        n_jobs: int = 1,
-        timeout_grace_seconds: float = 180.0,
         include: Mapping[str, list[str]] | None = None,
     ) -> None:
         self.python = python
@@ -181,8 +184,9 @@ class AutoSklearnEngine:
 
     @classmethod
     def from_settings(cls, settings: Settings) -> AutoSklearnEngine:
-        """The engine on the configured sidecar; raises
-        :class:`~cncwear.autosklearn.SidecarUnavailableError` when there is none."""
+        """The engine on the configured sidecar, with the settings' figures (their defaults live
+        there); raises :class:`~cncwear.training.automl.sidecar_process.SidecarUnavailableError`
+        when there is none."""
         sidecar = find_sidecar(settings.autosklearn_python)
         return cls(
             sidecar.python,
@@ -270,8 +274,8 @@ class AutoSklearnEngine:
 
 def grouped_test_folds(y: np.ndarray, groups: np.ndarray, folds: int, seed: int) -> np.ndarray:
     """Fold number of each row: whole experiments per fold, both classes in each where the data
-    allows (the folds of ``cncwear.candidates.grouped_folds``), as a ``PredefinedSplit`` takes
-    them, which the sidecar's scikit-learn 0.24 has (it lacks StratifiedGroupKFold)."""
+    allows (the folds of ``cncwear.training.candidates.grouped_folds``), as a ``PredefinedSplit``
+    takes them, which the sidecar's scikit-learn 0.24 has (it lacks StratifiedGroupKFold)."""
     test_fold = np.full(len(y), -1, dtype=np.int64)
     splitter = StratifiedGroupKFold(n_splits=folds, shuffle=True, random_state=seed)
     for fold, (_, test) in enumerate(splitter.split(np.zeros(len(y)), y, groups)):
@@ -297,7 +301,8 @@ _fallback_warned: set[str] = set()
 def get_engine(name: AutoMLEngineName, settings: Settings | None = None) -> AutoMLEngine:
     """The engine called ``name``. ``auto`` is auto-sklearn when its sidecar is available, else
     FLAML after one warning per process; an explicit ``auto-sklearn`` without a sidecar raises
-    :class:`~cncwear.autosklearn.SidecarUnavailableError`, which says how to install it."""
+    :class:`~cncwear.training.automl.sidecar_process.SidecarUnavailableError`, which says how to
+    install it."""
     settings = settings or get_settings()
     if name is AutoMLEngineName.FLAML:
         return FlamlEngine(n_jobs=settings.n_jobs)

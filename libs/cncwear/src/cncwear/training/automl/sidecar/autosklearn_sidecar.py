@@ -1,7 +1,8 @@
 """The auto-sklearn sidecar: runs auto-sklearn 0.15.0 in its own Python 3.9 environment.
 
 auto-sklearn pins scikit-learn 0.24 and Python <= 3.9, so it cannot live in cncwear's runtime. The
-main runtime (``cncwear.autosklearn``) starts this script with the sidecar's interpreter:
+main runtime (``cncwear.training.automl.sidecar_process``) starts this script with the sidecar's
+interpreter:
 
     python autosklearn_sidecar.py REQUEST.json RESPONSE.json
 
