@@ -19,6 +19,7 @@ WRITTEN_BEFORE = {
     "ERROR": "error",
     "RETRAIN_RUN_ID": "retrain_run_id",
     "HOLDOUT_PREFIX": "holdout_",
+    "COMPILED_PREFIX": "cncwear.compiled.",
     "COMPILED_FORMAT": "cncwear.compiled.format",
     "COMPILED_ARTIFACT": "cncwear.compiled.artifact",
     "COMPILED_SHA256": "cncwear.compiled.sha256",
