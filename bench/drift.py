@@ -38,7 +38,7 @@ from cncwear.registry.store import ModelStore
 from cncwear.serving.batch import to_batch
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.settings import ApiSettings
-from cncwear_api.schemas import PredictRequest
+from cncwear_api.schemas.predict import PredictRequest
 from cncwear_api.serving.holder import load_served_model
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 

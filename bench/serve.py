@@ -35,7 +35,7 @@ from cncwear.data.dataset import load_dataset
 from cncwear.registry.store import ModelStore
 from cncwear.serving.batch import to_batch
 from cncwear_api.core.settings import ApiSettings
-from cncwear_api.schemas import PredictRequest
+from cncwear_api.schemas.predict import PredictRequest
 from cncwear_api.serving.holder import ServedModel, load_served_model
 
 BIN = Path(sys.executable).parent

@@ -10,7 +10,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from cncwear_api.schemas import ProblemsResponse
+from cncwear_api.schemas.errors import ProblemsResponse
 
 from .conftest import RunningServer, records
 

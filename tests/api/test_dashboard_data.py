@@ -13,7 +13,7 @@ from pydantic import SecretStr
 from cncwear.core.schema import ACTIVE_PROCESSES, LABELS, PROCESS_COLUMN
 from cncwear.data.dataset import Dataset
 from cncwear.training.evaluation import CURVE_POINTS
-from cncwear_api.schemas import (
+from cncwear_api.schemas.model import (
     ExampleRows,
     ModelEvaluation,
     ModelPublic,

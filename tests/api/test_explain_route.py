@@ -15,11 +15,11 @@ import pytest
 
 from cncwear.registry.store import ModelStore
 from cncwear.serving.compiled.artifact import registered_pipeline
-from cncwear_api.schemas import (
+from cncwear_api.schemas.errors import ProblemsResponse
+from cncwear_api.schemas.explain import (
     AnchorExplanationPublic,
     GlobalViewPublic,
     LimeExplanationPublic,
-    ProblemsResponse,
     ShapExplanationPublic,
 )
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from cncwear.data.features import selected_features
 from cncwear.serving.compiled.artifact import registered_pipeline
-from cncwear_api.schemas import ModelPublic
+from cncwear_api.schemas.model import ModelPublic
 
 from .conftest import Registry, RunningServer
 

@@ -16,7 +16,7 @@ import pytest
 
 from cncwear.serving.batch import VALUE_LIMIT
 from cncwear.serving.model import ONNX, load_scoring_model
-from cncwear_api.schemas import ProblemsResponse
+from cncwear_api.schemas.errors import ProblemsResponse
 
 from .conftest import Registry, RunningServer, records
 

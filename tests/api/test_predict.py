@@ -8,7 +8,7 @@ import pandas as pd
 
 from cncwear.registry.tags import Tag
 from cncwear.serving.compiled.artifact import registered_pipeline
-from cncwear_api.schemas import PredictResponse
+from cncwear_api.schemas.predict import PredictResponse
 
 from .conftest import Registry, RunningServer, records, serve
 

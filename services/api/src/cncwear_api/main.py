@@ -25,7 +25,7 @@ from cncwear_api.core.log import configure_logging
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.security import resolve_api_token
 from cncwear_api.core.settings import ApiSettings, get_settings
-from cncwear_api.schemas import ErrorResponse, ProblemsResponse
+from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
 from cncwear_api.serving.explaining import ExplainRunner
 from cncwear_api.serving.holder import ModelHolder
 from cncwear_api.serving.live_monitoring import LiveMonitoring, watch_drift

@@ -27,7 +27,7 @@ from cncwear.core.errors import (
     UnknownExplainMethodError,
 )
 from cncwear_api.api.responses import FastJSONResponse
-from cncwear_api.schemas import Problem
+from cncwear_api.schemas.errors import Problem
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ import jiter
 from fastapi import Request
 
 from cncwear_api.api.errors import InvalidRequestError
-from cncwear_api.schemas import Problem
+from cncwear_api.schemas.errors import Problem
 
 
 def parse_json(body: bytes) -> Any:

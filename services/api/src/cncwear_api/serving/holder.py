@@ -34,7 +34,7 @@ from cncwear.serving.compiled.runtime import CompiledModel
 from cncwear.serving.model import ONNX, SKLEARN, Runtime, ScoringModel, load_scoring_model
 from cncwear.serving.scoring import model_input_columns
 from cncwear_api.core.metrics import ApiMetrics
-from cncwear_api.schemas import (
+from cncwear_api.schemas.model import (
     GroupedMetrics,
     LeakyFigure,
     ModelEvaluation,

@@ -18,14 +18,14 @@ from cncwear.core.schema import LABEL_COLUMN, LABELS
 from cncwear.data.dataset import load_dataset
 from cncwear.data.profile import feature_histograms
 from cncwear.registry.store import LoadedModel, ModelStore
-from cncwear_api.schemas import (
+from cncwear_api.schemas.common import ModelRef
+from cncwear_api.schemas.model import (
     ConfusionMatrix,
     ExampleRow,
     FeatureDistribution,
     Histogram,
     ModelEvaluation,
     ModelPublic,
-    ModelRef,
     PrecisionRecallCurve,
     RetrainPublic,
     RocCurve,

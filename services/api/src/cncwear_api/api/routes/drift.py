@@ -3,15 +3,12 @@ ground truth for earlier predictions, giving live accuracy, precision and recall
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.concurrency import run_in_threadpool
 
-from cncwear.monitoring.drift import FeatureDrift
-from cncwear.monitoring.window import LivePerformance
 from cncwear.serving.batch import to_batch
 from cncwear.serving.scoring import THRESHOLD
 from cncwear_api.api.deps import CurrentModel, NoDuplicateKeys, WriteAccess
@@ -22,128 +19,27 @@ from cncwear_api.api.errors import (
     ServiceOffError,
 )
 from cncwear_api.core.metrics import ApiMetrics
-from cncwear_api.schemas import (
-    ErrorResponse,
-    Histogram,
-    JsonScalar,
-    Label,
+from cncwear_api.schemas.common import ModelRef
+from cncwear_api.schemas.drift import (
+    DriftPublic,
+    FeatureDriftPublic,
+    FeedbackAccepted,
+    FeedbackRequest,
     LiveDistributions,
     LiveFeatureDistribution,
-    ModelRef,
-    PredictRequest,
-    Problem,
+    LivePerformancePublic,
+    TriggerPublic,
+    TriggersPublic,
 )
+from cncwear_api.schemas.errors import ErrorResponse, Problem
+from cncwear_api.schemas.model import Histogram
+from cncwear_api.schemas.predict import PredictRequest
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 
 router = APIRouter(tags=["monitoring"])
 
 MONITORING_OFF = "monitoring is switched off on this server (CNCWEAR_MONITORING=false)"
-
-
-class FeatureDriftPublic(BaseModel):
-    name: str
-    psi: float = Field(description="Population stability index over the reference's deciles")
-    test: Literal["ks", "wasserstein"] = Field(
-        description="Chosen like Evidently: KS up to 1,000 reference rows, else normed Wasserstein"
-    )
-    statistic: float = Field(description="KS p-value, or Wasserstein distance / reference std")
-    threshold: float
-    drifted: bool
-    reference_mean: float
-    current_mean: float
-
-    @classmethod
-    def of(cls, drift: FeatureDrift) -> FeatureDriftPublic:
-        return cls.model_validate(drift.as_dict())
-
-
-class LivePerformancePublic(BaseModel):
-    labelled_rows: int = Field(description="Labelled rows in the feedback window")
-    enough_rows: bool
-    metrics: dict[str, float | None] = Field(description="Live accuracy, precision, recall")
-    holdout: dict[str, float] = Field(description="The same on the held-out experiments")
-    difference: dict[str, float | None] = Field(description="Live minus holdout")
-
-    @classmethod
-    def of(cls, performance: LivePerformance) -> LivePerformancePublic:
-        return cls.model_validate(performance.as_dict())
-
-
-class TriggerPublic(BaseModel):
-    kind: str
-    reason: str
-    at: float
-    job_id: str | None
-    outcome: str
-
-
-class TriggersPublic(BaseModel):
-    retrain_on_drift: bool
-    retrain_on_accuracy_drop: bool
-    sustain_seconds: float
-    drift_since: float | None = Field(description="Since when the traffic has been drifted")
-    accuracy_drop_since: float | None
-    recent: list[TriggerPublic] = Field(description="Retrains this replica asked for, and why")
-
-
-class DriftPublic(BaseModel):
-    model: ModelRef
-    window_rows: int = Field(description="Served rows in the window now")
-    window_capacity: int
-    min_rows: int
-    rows_seen: int = Field(description="Rows served by this version on this replica")
-    enough_rows: bool
-    drift_share: float
-    drift_share_threshold: float
-    drift_detected: bool
-    drifted_features: list[str]
-    features: list[FeatureDriftPublic]
-    prediction: FeatureDriftPublic | None = Field(
-        description="Predicted wear probability against the holdout's"
-    )
-    performance: LivePerformancePublic
-    reference: dict[str, Any]
-    triggers: TriggersPublic
-
-
-class FeedbackRequest(BaseModel):
-    """Ground truth for an earlier ``/predict`` request (its ``request_id``), or labelled rows."""
-
-    model_config = ConfigDict(
-        extra="forbid",
-        json_schema_extra={
-            "examples": [
-                {"request_id": "4f1c0d2ab9e84d0c9d0f6f2f7c1e5b3a", "label": "worn"},
-                {"request_id": "4f1c0d2ab9e84d0c9d0f6f2f7c1e5b3a", "labels": ["worn", "worn"]},
-            ]
-        },
-    )
-
-    request_id: str | None = Field(default=None, pattern=r"^[A-Za-z0-9._-]{1,64}$")
-    label: Label | None = Field(
-        default=None, description="The tool's state for every row (a tool's state is constant)"
-    )
-    labels: list[Label] | None = Field(default=None, description="One label per row, in order")
-    rows: list[dict[str, JsonScalar]] | None = None
-    columns: list[str] | None = None
-    data: list[list[JsonScalar]] | None = None
-
-    @model_validator(mode="after")
-    def _one_form(self) -> FeedbackRequest:
-        has_rows = self.rows is not None or self.columns is not None or self.data is not None
-        if (self.request_id is None) == (not has_rows):
-            raise ValueError("give either 'request_id', or rows ('rows', or 'columns' + 'data')")
-        if (self.label is None) == (self.labels is None):
-            raise ValueError("give either 'label' (every row) or 'labels' (one per row)")
-        return self
-
-
-class FeedbackAccepted(BaseModel):
-    model: ModelRef
-    rows: int = Field(description="Labelled rows added to the feedback window")
-    source: Literal["request_id", "rows"]
-    performance: LivePerformancePublic
 
 
 def _monitoring(request: Request) -> LiveMonitoring:

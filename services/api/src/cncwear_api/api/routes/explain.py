@@ -18,18 +18,16 @@ from cncwear_api.api.deps import CurrentModel
 from cncwear_api.api.errors import InvalidRequestError, problems_from_validation
 from cncwear_api.api.json_body import parse_json
 from cncwear_api.api.routes.predict import FIELDS_PER_COLUMN
-from cncwear_api.schemas import (
+from cncwear_api.schemas.common import ModelRef
+from cncwear_api.schemas.errors import ErrorResponse, Problem, ProblemsResponse
+from cncwear_api.schemas.explain import (
     EXPLAIN_REQUEST_EXAMPLES,
     AnchorExplanationPublic,
-    ErrorResponse,
     ExplainRequest,
     ExplainResponse,
     ExplanationPublic,
     GlobalViewPublic,
     LimeExplanationPublic,
-    ModelRef,
-    Problem,
-    ProblemsResponse,
     ShapExplanationPublic,
 )
 from cncwear_api.serving.explaining import ExplainRunner

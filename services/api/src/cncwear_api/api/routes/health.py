@@ -5,7 +5,8 @@ from __future__ import annotations
 from fastapi import APIRouter, Response
 
 from cncwear_api.api.deps import HolderDep
-from cncwear_api.schemas import Health, ModelRef, Readiness
+from cncwear_api.schemas.common import ModelRef
+from cncwear_api.schemas.health import Health, Readiness
 
 router = APIRouter(tags=["probes"])
 

@@ -10,12 +10,12 @@ from starlette.concurrency import run_in_threadpool
 from cncwear_api.api.deps import CurrentModel, HolderDep, SettingsDep, WriteAccess
 from cncwear_api.api.errors import ModelNotReadyError
 from cncwear_api.api.routes import NO_CHAMPION
-from cncwear_api.schemas import (
-    ErrorResponse,
+from cncwear_api.schemas.common import ModelRef
+from cncwear_api.schemas.errors import ErrorResponse
+from cncwear_api.schemas.model import (
     ExampleRows,
     ModelEvaluation,
     ModelPublic,
-    ModelRef,
     RetrainPublic,
     TrainingDistributions,
 )

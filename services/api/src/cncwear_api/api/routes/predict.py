@@ -24,14 +24,8 @@ from cncwear_api.api.responses import FastJSONResponse
 from cncwear_api.api.routes import NO_CHAMPION
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.settings import ApiSettings
-from cncwear_api.schemas import (
-    REQUEST_EXAMPLES,
-    ErrorResponse,
-    PredictRequest,
-    PredictResponse,
-    Problem,
-    ProblemsResponse,
-)
+from cncwear_api.schemas.errors import ErrorResponse, Problem, ProblemsResponse
+from cncwear_api.schemas.predict import REQUEST_EXAMPLES, PredictRequest, PredictResponse
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 

@@ -1,0 +1,168 @@
+"""``/model`` and its views: the champion's card, evaluation, distributions, examples, retrains."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+from pydantic import BaseModel
+
+from cncwear.registry.store import CandidateSummary, RetrainSummary
+from cncwear_api.schemas.common import JsonScalar, Label, ModelRef
+
+
+class GroupedMetrics(BaseModel):
+    """Measured on whole experiments the model never saw: the figures to trust."""
+
+    description: str = (
+        "held-out experiments: whole experiments kept out of training, rows scored one by one"
+    )
+    holdout: dict[str, float]
+    """Row-level metrics on the held-out experiments (accuracy, precision, recall, f1, mcc,
+    roc_auc, and experiment_accuracy: the share of held-out experiments whose majority vote is
+    right)."""
+    cv_grouped_accuracy: float | None
+    """Cross-validated accuracy with folds of whole training experiments."""
+    holdout_experiments: list[int]
+
+
+class LeakyFigure(BaseModel):
+    """The random row split's accuracy, shown only to compare: it leaks."""
+
+    accuracy: float | None
+    warning: str = (
+        "LEAKY: a random 80/20 split of rows, where near-duplicate neighbouring rows of one "
+        "experiment land on both sides; it overstates accuracy and is never used to select or "
+        "promote a model"
+    )
+
+
+class Serving(BaseModel):
+    runtime: Literal["onnxruntime", "scikit-learn"]
+    converter: str | None
+    parity_max_abs_diff: float | None
+    """Largest difference in wear probability from scikit-learn, measured on the held-out rows
+    when the version was registered."""
+    parity_tolerance: float | None
+    parity_rows: int | None
+    load_check_max_abs_diff: float | None
+    """The same difference measured again by this server when it loaded the model."""
+    fallback_reason: str | None
+    """Why scikit-learn serves this version, when it does."""
+
+
+class ModelPublic(BaseModel):
+    name: str
+    version: str
+    run_id: str
+    retrain_run_id: str | None
+    candidate: str | None
+    estimator: str
+    engine: str
+    """What searched the configuration: ``scikit-learn`` (randomized search) or an AutoML
+    engine."""
+    trained_at: datetime | None
+    registered_at: datetime | None
+    loaded_at: datetime
+    data_hash: str | None
+    promotion_reason: str | None
+    input_columns: list[str]
+    selected_features: list[str]
+    metrics: GroupedMetrics
+    leaky_row_split: LeakyFigure
+    serving: Serving
+
+
+class ConfusionMatrix(BaseModel):
+    """Rows are the true label, columns the predicted one, in the order of ``labels``."""
+
+    labels: list[Label] = ["unworn", "worn"]
+    counts: list[list[int]]
+
+
+class RocCurve(BaseModel):
+    fpr: list[float]
+    tpr: list[float]
+    thresholds: list[float]
+    """Wear probability from which a row is called worn, at each point."""
+    auc: float | None
+
+
+class PrecisionRecallCurve(BaseModel):
+    recall: list[float]
+    precision: list[float]
+    thresholds: list[float]
+    average_precision: float
+
+
+class ModelEvaluation(BaseModel):
+    """The champion on its held-out experiments, as scored when it was trained."""
+
+    model: ModelRef
+    description: str = (
+        "held-out experiments: whole experiments kept out of training; the label threshold is 0.5"
+    )
+    holdout_experiments: list[int]
+    metrics: dict[str, float]
+    leaky_row_split_accuracy: float | None
+    confusion_matrix: ConfusionMatrix | None
+    """None for a version trained before it was recorded."""
+    roc: RocCurve | None
+    precision_recall: PrecisionRecallCurve | None
+    per_experiment_accuracy: dict[str, float]
+    """Row accuracy of each held-out experiment (keys: experiment numbers)."""
+
+
+class Histogram(BaseModel):
+    edges: list[float]
+    """``len(counts) + 1`` bin edges."""
+    counts: list[int]
+
+
+class FeatureDistribution(BaseModel):
+    feature: str
+    """An engineered feature, as the model's estimator sees it."""
+    mean: float
+    std: float
+    histogram: Histogram
+
+
+class TrainingDistributions(BaseModel):
+    """The training data as the model saw it, from the reference profile logged with the model:
+    what drift monitoring compares live traffic against."""
+
+    model: ModelRef
+    rows: int
+    """Training rows the profile describes."""
+    sample_rows: int
+    """Rows of the profile's sample behind the histograms."""
+    class_balance: dict[str, float]
+    features: list[FeatureDistribution]
+    holdout_probability_worn: Histogram
+    """Predicted wear probability on the held-out experiments."""
+
+
+class ExampleRow(BaseModel):
+    experiment: int
+    true_label: Label
+    row: dict[str, JsonScalar]
+    """Raw sensor row, ready for ``/predict`` and ``/explain``."""
+
+
+class ExampleRows(BaseModel):
+    """Real rows of the champion's held-out experiments, to try the model and its explanations."""
+
+    model: ModelRef
+    examples: list[ExampleRow]
+
+
+# The registry's summaries of retrains, served as they are; subclassed only to keep their names
+# (and so their schemas) in the API document. No docstring: it would become their description.
+
+
+class CandidatePublic(CandidateSummary):
+    pass
+
+
+class RetrainPublic(RetrainSummary):
+    candidates: list[CandidatePublic]
