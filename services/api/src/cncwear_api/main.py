@@ -96,7 +96,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         version=version("cncwear-api"),
         description=DESCRIPTION,
         lifespan=lifespan,
-        # Every bad request, whichever route, is answered in one shape (cncwear_api.errors).
+        # Every bad request, whichever route, is answered in one shape (cncwear_api.api.errors).
         responses={
             413: {"model": ErrorResponse, "description": "Body over the size limit"},
             415: {"model": ErrorResponse, "description": "Body not declared as JSON"},
