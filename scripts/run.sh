@@ -158,7 +158,7 @@ api_answers() {
 import urllib.request
 urllib.request.urlopen('http://$host:$port/health', timeout=2)" 2>/dev/null
 }
-wait_until "the API (cncwear-api, http://$host:$port/health)" "$api" "$logs/api.log" 180 api_answers
+wait_until "the API (cncwear-api, http://$host:$port/health)" "$api" "$logs/api.log" 300 api_answers
 
 if ! "$bin/python" -c "
 from cncwear.core.settings import get_settings
