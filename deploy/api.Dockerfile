@@ -3,7 +3,8 @@
 #   docker build -f deploy/api.Dockerfile -t cncwear-api .
 # Two stages: uv installs the locked environment of the cncwear-api package (dependencies first,
 # then the workspace members, as uv's Docker guide does it), and a slim runtime receives the
-# virtual environment only, run by an unprivileged user.
+# virtual environment only, run by an unprivileged user. The package needs
+# cncwear[serve,explain,shared-registry]: no training library (FLAML, skl2onnx) is installed.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8

@@ -4,8 +4,8 @@
 #   docker build -f deploy/trainer.Dockerfile -t cncwear-trainer .
 # Three stages: the sidecar (a Python 3.9 environment with auto-sklearn 0.15.0 and its pinned
 # requirements, as scripts/setup-autosklearn.sh builds it), the locked environment of the
-# cncwear-trainer package (uv's two-phase install), and a slim runtime holding both, run by an
-# unprivileged user.
+# cncwear-trainer package (uv's two-phase install; it needs cncwear[train,shared-registry]: no
+# explainer is installed), and a slim runtime holding both, run by an unprivileged user.
 
 ARG PYTHON_IMAGE=python:3.11.14-slim-bookworm
 ARG UV_IMAGE=ghcr.io/astral-sh/uv:0.13.8

@@ -249,4 +249,4 @@ def test_the_two_uv_phases_install_the_service_from_the_lockfile(name: str, tmp_
         p.read_text() for p in site.glob("*.pth")
     ), "workspace members installed editable"
     assert (venv / "bin" / package).is_file()
-    assert (site / "cncwear" / "datasets" / "cnc_mill_tool_wear" / "train.csv").is_file()
+    assert (site / "cncwear" / "data" / "datasets" / "cnc_mill_tool_wear" / "train.csv").is_file()

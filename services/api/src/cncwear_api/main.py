@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
-from collections.abc import AsyncIterator
+import socket
+import sys
+from collections.abc import AsyncIterator, Collection
 from contextlib import asynccontextmanager
 from importlib.metadata import version
 from typing import Any
 
 import uvicorn
 from fastapi import FastAPI
+from uvicorn.config import STARTUP_FAILURE
 
 from cncwear.jobs.queue import make_celery
 from cncwear.jobs.store import JobStore
@@ -87,9 +91,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         finally:
             job_store.close()
             runner.close()
-            for task in tasks:
-                task.cancel()
-            await asyncio.gather(*tasks, return_exceptions=True)
+            await stop(tasks)
 
     app = FastAPI(
         title="cncwear prediction service",
@@ -123,20 +125,55 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     return app
 
 
+async def stop(tasks: Collection[asyncio.Task[None]]) -> None:
+    """Cancel the tasks and wait until each has ended, cancelling again those still running: a
+    cancellation can be lost (Python 3.11's ``asyncio.wait_for``, which redis-py's subscribe uses,
+    drops one that arrives as the call it waits for completes), and one lost kept the promotion
+    listener running and the shutdown waiting for ever."""
+    running = set(tasks)
+    while running:
+        for task in running:
+            task.cancel()
+        _, running = await asyncio.wait(running, timeout=1.0)
+
+
 def _report_crash(task: asyncio.Task[None]) -> None:
     if not task.cancelled() and task.exception() is not None:
         logger.error("background task %s stopped", task.get_name(), exc_info=task.exception())
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The service's socket, bound (as uvicorn binds it) before the app starts."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError:
+        sock.close()
+        raise
+    return sock
 
 
 def main() -> None:
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = get_settings()
     configure_logging(settings.log_format, settings.log_level)
-    uvicorn.run(
+    # The port first: a service that cannot listen stops at once, before it loads anything.
+    try:
+        listening = bind(settings.host, settings.port)
+    except OSError as error:
+        logger.error("cannot listen on %s:%d: %s", settings.host, settings.port, error.strerror)
+        sys.exit(1)
+    logger.info("bound to %s:%d", settings.host, settings.port)
+    config = uvicorn.Config(
         create_app(settings),
-        host=settings.host,
-        port=settings.port,
         log_config=None,
         access_log=False,  # the app logs one line per request itself
         server_header=False,
     )
+    server = uvicorn.Server(config)
+    with contextlib.suppress(KeyboardInterrupt):  # Ctrl-C: uvicorn has shut the app down
+        server.run(sockets=[listening])
+    if not server.started:  # the app's startup failed, and logged why
+        sys.exit(STARTUP_FAILURE)
