@@ -14,6 +14,7 @@ from pathlib import Path
 import pytest
 
 from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 from cncwear_trainer.settings import TrainerSettings
 
 WORKER = Path(sys.executable).parent / "cncwear-trainer"
@@ -53,7 +54,10 @@ class Worker:
                 self.kill()
 
 
-def worker_environment(settings: TrainerSettings) -> dict[str, str]:
+def worker_environment(settings: Settings) -> dict[str, str]:
+    """The environment of a trainer process on ``settings``; a metrics endpoint only when they are
+    a trainer's own settings (others, an API's say, name no port: the worker serves none)."""
+    metrics_port = settings.worker_metrics_port if isinstance(settings, TrainerSettings) else 0
     env = {k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))}
     env.update(
         CNCWEAR_HOME=str(settings.home),
@@ -63,7 +67,7 @@ def worker_environment(settings: TrainerSettings) -> dict[str, str]:
         CNCWEAR_AUTOML_ENGINE=settings.automl_engine.value,
         CNCWEAR_RETRAIN_TIME_LIMIT=str(settings.retrain_time_limit),
         CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT=str(settings.retrain_visibility_timeout),
-        CNCWEAR_WORKER_METRICS_PORT=str(settings.worker_metrics_port),
+        CNCWEAR_WORKER_METRICS_PORT=str(metrics_port),
         CNCWEAR_DATA_DIR=str(settings.data_dir),
         CNCWEAR_RETRAIN_SCHEDULE=settings.retrain_schedule,
         CNCWEAR_NEW_DATA_CHECK_SECONDS=str(settings.new_data_check_seconds),
@@ -71,7 +75,7 @@ def worker_environment(settings: TrainerSettings) -> dict[str, str]:
     return env
 
 
-def start_process(settings: TrainerSettings, args: list[str], log: Path) -> Worker:
+def start_process(settings: Settings, args: list[str], log: Path) -> Worker:
     with log.open("wb") as out:
         process = subprocess.Popen(
             [str(WORKER), *args],
@@ -88,7 +92,7 @@ def start_worker(tmp_path: Path) -> Iterator[Callable[..., Worker]]:
     """``start_worker(settings, *extra_args)``: a ``cncwear-trainer worker`` process, once ready."""
     started: list[Worker] = []
 
-    def start(settings: TrainerSettings, *args: str) -> Worker:
+    def start(settings: Settings, *args: str) -> Worker:
         log = tmp_path / f"worker-{len(started)}.log"
         hostname = f"test{len(started)}@%h"
         worker = start_process(settings, ["worker", "--hostname", hostname, *args], log)
