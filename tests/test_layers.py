@@ -20,6 +20,8 @@ SERVICES = {
     "cncwear_trainer": ROOT / "services" / "trainer" / "src",
 }
 
+LEGACY_NAMES = {"cncwear.features": "data"}
+"""Modules kept under a name from before the layout (registered models name their classes by it)."""
 LAYERS = ("core", "data", "registry", "jobs", "serving", "monitoring", "explain", "training", "cli")
 # The layers each layer may import from, besides its own (the layer rule of the layout).
 ALLOWED: Mapping[str, frozenset[str]] = {
@@ -81,6 +83,8 @@ def imports(source: Path, package: str) -> Iterator[Import]:
 def layer(module: str) -> str:
     """``cncwear.<layer>.…``, and ``cncwear.cli``; the package itself (an empty ``__init__``) is
     core."""
+    if module in LEGACY_NAMES:
+        return LEGACY_NAMES[module]
     parts = module.split(".")
     return parts[1] if len(parts) > 1 else "core"
 
