@@ -9,6 +9,8 @@ from contextlib import contextmanager
 
 import redis
 
+from cncwear.monitoring.window import MonitorConfig
+
 TEST_REDIS_URL = os.environ.get("CNCWEAR_TEST_REDIS_URL", "redis://127.0.0.1:6379/11")
 """The Redis database the tests may empty at will (never the default database 0)."""
 
@@ -30,3 +32,16 @@ def emptied_redis(url: str = TEST_REDIS_URL) -> Iterator[str]:
     finally:
         client.flushdb()
         client.close()
+
+
+def window_config(*, window_rows: int, min_rows: int, feedback_min_rows: int) -> MonitorConfig:
+    """A drift window's configuration with the API's defaults for the figures a test leaves."""
+    return MonitorConfig(
+        window_rows=window_rows,
+        min_rows=min_rows,
+        drift_share=0.5,
+        ks_alpha=0.05,
+        wasserstein_threshold=0.1,
+        feedback_window_rows=2000,
+        feedback_min_rows=feedback_min_rows,
+    )

@@ -14,7 +14,6 @@ from cncwear.data.profile import build_profile
 from cncwear.monitoring.drift import DriftTest, choose_test, compare, psi
 from cncwear.monitoring.window import (
     Monitor,
-    MonitorConfig,
     RecentPredictions,
     Reference,
     RingBuffer,
@@ -22,6 +21,7 @@ from cncwear.monitoring.window import (
     classification_metrics,
     window_feature_map,
 )
+from tests.helpers import window_config
 
 
 def test_the_test_is_chosen_by_reference_size_as_evidently_does() -> None:
@@ -127,15 +127,7 @@ def test_the_monitor_compares_traffic_with_the_held_out_rows_of_the_profile(
     monitor = Monitor(
         reference,
         window_feature_map(pipeline),  # type: ignore[arg-type]
-        MonitorConfig(
-            window_rows=1000,
-            min_rows=500,
-            drift_share=0.5,
-            ks_alpha=0.05,
-            wasserstein_threshold=0.1,
-            feedback_window_rows=2000,
-            feedback_min_rows=10,
-        ),
+        window_config(window_rows=1000, min_rows=500, feedback_min_rows=10),
     )
     assert not monitor.report().enough_rows
     shuffled = held.sample(n=1000, random_state=3)

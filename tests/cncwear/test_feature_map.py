@@ -15,7 +15,8 @@ from cncwear.data.dataset import Dataset
 from cncwear.data.feature_map import FeatureMap, FeatureStepsError
 from cncwear.data.features import build_pipeline, selected_features
 from cncwear.data.profile import build_profile
-from cncwear.monitoring.window import Monitor, MonitorConfig, Reference, window_feature_map
+from cncwear.monitoring.window import Monitor, Reference, window_feature_map
+from tests.helpers import window_config
 
 
 @pytest.fixture(scope="module")
@@ -93,15 +94,7 @@ def monitor_of(pipeline: Pipeline, rows: tuple[pd.DataFrame, pd.DataFrame]) -> M
     return Monitor(
         reference,
         window_feature_map(pipeline),
-        MonitorConfig(
-            window_rows=500,
-            min_rows=500,
-            drift_share=0.5,
-            ks_alpha=0.05,
-            wasserstein_threshold=0.1,
-            feedback_window_rows=2000,
-            feedback_min_rows=200,
-        ),
+        window_config(window_rows=500, min_rows=500, feedback_min_rows=200),
     )
 
 
