@@ -109,7 +109,6 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             runner.close()
             await stop(tasks)
             metrics.run_store.source = None
-            labelled.close()
 
     app = FastAPI(
         title="cncwear prediction service",

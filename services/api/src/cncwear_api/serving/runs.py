@@ -18,7 +18,7 @@ from typing import Any
 from celery import Celery
 
 from cncwear.data.runs.base import BaseData
-from cncwear.data.runs.records import StoreStats
+from cncwear.data.runs.records import RunRecord, StoreStats
 from cncwear.data.runs.store import RunStore
 from cncwear_api.core.settings import ApiSettings
 
@@ -70,26 +70,28 @@ class Runs:
         tenth = self.settings.run_ttl_seconds / 10
         return min(MAX_EXPIRY_INTERVAL_SECONDS, max(MIN_EXPIRY_INTERVAL_SECONDS, tenth))
 
-    def accepted(self, celery: Celery) -> None:
-        """After a run was accepted: queue a retrain through the one de-duplicated queue once
-        ``CNCWEAR_RETRAIN_AFTER_RUNS`` accepted runs are missing from the champion's dataset
-        version. A failure is logged, never fails the label (which is stored by then)."""
-        if self.settings.retrain_after_runs <= 0:
-            return
-        try:
-            queued = _queue_after_accepted_runs(self.settings, celery, self.store)
-        except Exception as error:
-            logger.error("could not check for a retrain after accepted runs: %s", error)
-            return
-        if queued is not None:
-            logger.info("after accepted runs: %s", queued)
+    def accepted(self, run: str, celery: Celery) -> RunRecord:
+        """After a run was accepted: the dataset version holding it, then the retrain trigger
+        (``CNCWEAR_RETRAIN_AFTER_RUNS``). The run's record, with that version. Neither may fail
+        the label, stored by then: a failure is logged."""
+        self.new_version()
+        if self.settings.retrain_after_runs > 0:
+            try:
+                queued = _queue_after_accepted_runs(self.settings, celery, self.store)
+            except Exception as error:
+                logger.error("could not check for a retrain after accepted runs: %s", error)
+            else:
+                if queued is not None:
+                    logger.info("after accepted runs: %s", queued)
+        return self.store.get(run)
 
-    def close(self) -> None:
-        store = self._store
-        if store is not None:
-            close = getattr(store, "close", None)
-            if callable(close):
-                close()
+    def new_version(self) -> None:
+        """The dataset version of the base data and the runs accepted now, made if it is new (a
+        run was accepted or withdrawn): ``GET /data/versions`` shows it at once."""
+        try:
+            self.store.current_version(self.base())
+        except Exception as error:  # the next retrain makes it, if this could not
+            logger.error("could not make the current dataset version: %s", error)
 
 
 def _queue_after_accepted_runs(settings: ApiSettings, celery: Celery, store: RunStore) -> Any:

@@ -151,7 +151,12 @@ def _append(
     """The batch appended to its run (one transaction), and what became of it. Blocking."""
     try:
         outcome = runs.store.append(
-            run, batch, served.input_columns, probability, served.version, request_id
+            run,
+            batch,
+            input_columns=served.input_columns,
+            probability=probability,
+            model_version=served.version,
+            request_id=request_id,
         )
     except CncwearError:  # a closed run: the client's to act on (409)
         raise

@@ -108,7 +108,13 @@ async def upload_run(request: Request, runs: RunsDep) -> RunPublic:
 
 def _upload(runs: Runs, payload: RunUpload, label: RunLabel) -> RunRecord:
     batch = to_batch(payload, UPLOAD_COLUMNS)
-    return runs.store.upload(payload.run, batch, UPLOAD_COLUMNS, label, runs.base().reference)
+    return runs.store.upload(
+        payload.run,
+        batch,
+        input_columns=UPLOAD_COLUMNS,
+        label=label,
+        reference=runs.base().reference,
+    )
 
 
 @router.get(
@@ -177,11 +183,14 @@ async def label_run(
     responses={**TOKEN, **NO_RUN},
 )
 async def withdraw_run(runs: RunsDep, run: RunIdDep) -> RunPublic:
-    return RunPublic.of(await run_in_threadpool(runs.store.withdraw, run))
+    record = await run_in_threadpool(runs.store.withdraw, run)
+    await run_in_threadpool(runs.new_version)  # the accepted runs without this one
+    return RunPublic.of(record)
 
 
 async def _after_closing(request: Request, runs: Runs, record: RunRecord) -> RunPublic:
-    """A run just labelled or uploaded: when accepted, the after-runs retrain trigger."""
+    """A run just labelled or uploaded: when accepted, its dataset version and the after-runs
+    retrain trigger."""
     if record.state is RunState.ACCEPTED:
-        await run_in_threadpool(runs.accepted, request.state.celery)
+        record = await run_in_threadpool(runs.accepted, record.run, request.state.celery)
     return RunPublic.of(record)
