@@ -53,12 +53,14 @@ def training_data(
         version = store.current_version(base)
     else:
         version = store.version(data_version)
-        base = _base_of(version, settings, data_dir)
+        base = base_data_of(version, settings, data_dir)
     dataset = build_dataset(store, version, base, settings.train_on).active()
     return TrainingData(version=version, base=base, train_on=settings.train_on, dataset=dataset)
 
 
-def _base_of(version: DatasetVersion, settings: Settings, data_dir: Path | None) -> BaseData:
+def base_data_of(
+    version: DatasetVersion, settings: Settings, data_dir: Path | None = None
+) -> BaseData:
     """The base data a named version was made on: the folder given, else ``CNCWEAR_DATA_DIR``, else
     the folder the version records; refused when its content is not the version's."""
     if data_dir is not None:
