@@ -368,10 +368,13 @@ def data_versions(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Versions to list.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
-    """The dataset versions, newest first: their parts, counts by label, when they were made and
-    the model versions trained on them (the same as GET /data/versions)."""
+    """The dataset versions, newest first (the first is the one a retrain would train on now):
+    their parts, counts by label, when they were made and the model versions trained on them (the
+    same as GET /data/versions)."""
     settings = get_settings()
-    versions = RunStore(settings).versions(limit=limit)
+    store = RunStore(settings)
+    store.current_version(BaseData.load(settings))  # the one a retrain would train on now, first
+    versions = store.versions(limit=limit)
     models = ModelStore(settings)
     listed = [
         {**version.as_dict(), "model_versions": models.versions_trained_on(version.id)}
