@@ -88,7 +88,7 @@ def test_runs_add_uploads_a_run_that_is_accepted_queues_a_retrain_and_joins_a_ve
 
     versions = shop.cli("data", "versions", "--json")
     assert versions.returncode == 0, versions.stderr
-    latest = json.loads(versions.stdout)[0]
+    (latest,) = [v for v in json.loads(versions.stdout) if v["current"]]
     assert [r["run"] for r in latest["runs"]] == [UPLOADED]
     assert latest["model_versions"] == []
     exported = shop.cli("data", "export", latest["id"], str(tmp_path / "exported"))
@@ -111,12 +111,17 @@ def test_runs_label_closes_a_streamed_run_and_withdraw_takes_it_out(shop: Shop) 
     labelled = shop.cli("runs", "label", STREAMED, *unworn, "--material", "wax")
     assert labelled.returncode == 0, labelled.stderr
     assert shop.show(STREAMED)["state"] == "accepted"
+    listed = json.loads(shop.cli("data", "versions", "--json").stdout)
+    (with_it,) = [v for v in listed if v["current"]]
+    assert STREAMED in [r["run"] for r in with_it["runs"]]
 
     withdrawn = shop.cli("runs", "withdraw", STREAMED)
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert shop.show(STREAMED)["state"] == "withdrawn"
-    latest = json.loads(shop.cli("data", "versions", "--json").stdout)[0]
-    assert STREAMED not in [r["run"] for r in latest["runs"]]
+    listed = json.loads(shop.cli("data", "versions", "--json").stdout)
+    (without,) = [v for v in listed if v["current"]]
+    assert STREAMED not in [r["run"] for r in without["runs"]]
+    assert without["id"] != with_it["id"] and with_it["id"] in [v["id"] for v in listed]
 
 
 @pytest.mark.parametrize(

@@ -368,16 +368,20 @@ def data_versions(
     limit: Annotated[int, typer.Option(min=1, max=1000, help="Versions to list.")] = 20,
     as_json: Annotated[bool, typer.Option("--json", help="JSON instead of a table.")] = False,
 ) -> None:
-    """The dataset versions, newest first (the first is the one a retrain would train on now):
-    their parts, counts by label, when they were made and the model versions trained on them (the
-    same as GET /data/versions)."""
+    """The dataset versions, newest first: their parts, counts by label, when they were made and
+    the model versions trained on them (the same as GET /data/versions). The current one (made
+    now if the runs or the base changed), which a retrain would train on, is marked."""
     settings = get_settings()
     store = RunStore(settings)
-    store.current_version(BaseData.load(settings))  # the one a retrain would train on now, first
+    current = store.current_version(BaseData.load(settings)).id
     versions = store.versions(limit=limit)
     models = ModelStore(settings)
     listed = [
-        {**version.as_dict(), "model_versions": models.versions_trained_on(version.id)}
+        {
+            **version.as_dict(),
+            "current": version.id == current,
+            "model_versions": models.versions_trained_on(version.id),
+        }
         for version in versions
     ]
     if as_json:
@@ -388,7 +392,7 @@ def data_versions(
         table.add_column(column)
     for version, entry in zip(versions, listed, strict=True):
         table.add_row(
-            version.id,
+            version.id + (" (current)" if entry["current"] else ""),
             _when(version.made_at),
             version.base_source,
             str(len(version.runs)),
