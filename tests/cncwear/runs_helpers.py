@@ -64,4 +64,6 @@ def upload_experiment(settings: Settings, run: str, number: int) -> RunRecord:
     """Upload a bundled experiment as a labelled run, validated as /predict validates rows."""
     batch = to_batch(Rows.of_frame(experiment_rows(number)), RUN_COLUMNS)
     reference = BaseData.load(settings).reference
-    return RunStore(settings).upload(run, batch, RUN_COLUMNS, experiment_label(number), reference)
+    return RunStore(settings).upload(
+        run, batch, input_columns=RUN_COLUMNS, label=experiment_label(number), reference=reference
+    )

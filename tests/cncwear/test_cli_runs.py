@@ -89,7 +89,7 @@ def test_runs_add_uploads_a_run_that_is_accepted_queues_a_retrain_and_joins_a_ve
     versions = shop.cli("data", "versions", "--json")
     assert versions.returncode == 0, versions.stderr
     (latest,) = [v for v in json.loads(versions.stdout) if v["current"]]
-    assert [r["run"] for r in latest["runs"]] == [UPLOADED]
+    assert [r["run"] for r in latest["parts"]["runs"]] == [UPLOADED]
     assert latest["model_versions"] == []
     exported = shop.cli("data", "export", latest["id"], str(tmp_path / "exported"))
     assert exported.returncode == 0, exported.stderr
@@ -105,7 +105,14 @@ def test_runs_label_closes_a_streamed_run_and_withdraw_takes_it_out(shop: Shop) 
     for start in range(0, len(rows), 500):  # as /predict appends them, batch by batch
         chunk = rows.iloc[start : start + 500]
         batch = to_batch(Rows.of_frame(chunk), RUN_COLUMNS)
-        store.append(STREAMED, batch, RUN_COLUMNS, np.zeros(len(chunk)), "1", f"request-{start}")
+        store.append(
+            STREAMED,
+            batch,
+            input_columns=RUN_COLUMNS,
+            probability=np.zeros(len(chunk)),
+            model_version="1",
+            request_id=f"request-{start}",
+        )
     assert shop.show(STREAMED)["state"] == "collecting"
     unworn = ("--label", "unworn", "--feedrate", "3", "--clamp-pressure", "2.5")
     labelled = shop.cli("runs", "label", STREAMED, *unworn, "--material", "wax")
@@ -113,14 +120,14 @@ def test_runs_label_closes_a_streamed_run_and_withdraw_takes_it_out(shop: Shop) 
     assert shop.show(STREAMED)["state"] == "accepted"
     listed = json.loads(shop.cli("data", "versions", "--json").stdout)
     (with_it,) = [v for v in listed if v["current"]]
-    assert STREAMED in [r["run"] for r in with_it["runs"]]
+    assert STREAMED in [r["run"] for r in with_it["parts"]["runs"]]
 
     withdrawn = shop.cli("runs", "withdraw", STREAMED)
     assert withdrawn.returncode == 0, withdrawn.stderr
     assert shop.show(STREAMED)["state"] == "withdrawn"
     listed = json.loads(shop.cli("data", "versions", "--json").stdout)
     (without,) = [v for v in listed if v["current"]]
-    assert STREAMED not in [r["run"] for r in without["runs"]]
+    assert STREAMED not in [r["run"] for r in without["parts"]["runs"]]
     assert without["id"] != with_it["id"] and with_it["id"] in [v["id"] for v in listed]
 
 

@@ -115,7 +115,7 @@ def test_the_retrain_run_logs_the_version_as_a_dataset_input_and_lists_its_runs(
     assert run.data.tags[Tag.DATA_VERSION] == version.id
     logged = ModelStore(settings).run_json(run.info.run_id, VERSION_ARTIFACT)
     assert logged["id"] == version.id
-    assert sorted(r["run"] for r in logged["runs"]) == sorted([UNWORN_RUN, WORN_RUN])
+    assert sorted(r["run"] for r in logged["parts"]["runs"]) == sorted([UNWORN_RUN, WORN_RUN])
 
 
 def test_the_registered_version_is_tagged_with_the_dataset_version(

@@ -198,10 +198,14 @@ RunArgument = Annotated[str, typer.Argument(help="The run's id, e.g. mill-3/2026
 LabelOption = Annotated[str, typer.Option("--label", help="The tool's condition: worn or unworn.")]
 FeedrateOption = Annotated[float, typer.Option(help="Feed rate of the job (as in train.csv).")]
 ClampOption = Annotated[float, typer.Option(help="Clamp pressure of the job (as in train.csv).")]
-MaterialOption = Annotated[str, typer.Option(help="Material machined (as in train.csv).")]
+MaterialOption = Annotated[
+    str | None, typer.Option(help="Material machined (as in train.csv), e.g. wax.")
+]
 
 
-def _run_label(label: str, feedrate: float, clamp_pressure: float, material: str) -> RunLabel:
+def _run_label(
+    label: str, feedrate: float, clamp_pressure: float, material: str | None
+) -> RunLabel:
     return RunLabel.parse(
         {
             "tool_condition": label,
@@ -262,7 +266,7 @@ def runs_add(
     label: LabelOption,
     feedrate: FeedrateOption,
     clamp_pressure: ClampOption,
-    material: MaterialOption,
+    material: MaterialOption = None,
 ) -> None:
     """Upload a whole labelled run recorded elsewhere (the same as POST /runs): its rows are
     validated like /predict's, then the run like a labelled one; accepted, it may queue a
@@ -277,10 +281,16 @@ def runs_add(
         frame = pd.read_csv(file, keep_default_na=False, dtype=str)
         bar.update(task, total=2 * len(frame), description="validating rows")
         batch = _validated_batch(frame, columns, lambda done: bar.update(task, completed=done))
-        bar.update(task, description="validating the run", completed=len(frame))
-        base = BaseData.load(settings)
+        reference = BaseData.load(settings).reference
         bar.update(task, description=f"storing {len(frame)} rows")
-        record = store.upload(run_id, batch, columns, run_label, base.reference)
+        record = store.upload(
+            run_id,
+            batch,
+            input_columns=columns,
+            label=run_label,
+            reference=reference,
+            progress=lambda stored: bar.advance(task, stored),
+        )
         bar.update(task, description="stored", completed=2 * len(frame))
     _report_run(settings, store, record)
 
@@ -318,7 +328,7 @@ def runs_label(
     label: LabelOption,
     feedrate: FeedrateOption,
     clamp_pressure: ClampOption,
-    material: MaterialOption,
+    material: MaterialOption = None,
 ) -> None:
     """Label a run streamed through /predict: closes it and validates it (the same as POST
     /runs/{run}/label); accepted, it may queue a retrain (CNCWEAR_RETRAIN_AFTER_RUNS)."""
@@ -388,7 +398,7 @@ def data_versions(
         out.print_json(json.dumps(listed))
         return
     table = Table(title="Dataset versions")
-    for column in ("id", "made", "base", "runs", "counts", "model versions"):
+    for column in ("id", "made", "base", "runs", "groups by label", "model versions"):
         table.add_column(column)
     for version, entry in zip(versions, listed, strict=True):
         table.add_row(
@@ -396,7 +406,7 @@ def data_versions(
             _when(version.made_at),
             version.base_source,
             str(len(version.runs)),
-            json.dumps(version.counts),
+            json.dumps(version.counts()["all"]),
             ", ".join(entry["model_versions"]) or "-",
         )
     out.print(table)

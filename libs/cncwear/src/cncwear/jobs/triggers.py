@@ -108,7 +108,7 @@ def check_new_data(
     data in ``data_dir`` or ``CNCWEAR_DATA_DIR``) would learn from data the champion has not seen.
     Reading the latest version makes it if the accepted runs or the base changed."""
     if data_version is None:
-        base = BaseData.load(data_dir if data_dir is not None else settings)
+        base = BaseData.load(settings, data_dir)
         data_version = RunStore(settings).current_version(base).id
     else:
         data_version = RunStore(settings).version(data_version).id  # an unknown one is refused

@@ -49,7 +49,7 @@ def training_data(
     when the named version was made on other base data than can be found here."""
     store = RunStore(settings)
     if data_version is None:
-        base = BaseData.load(data_dir if data_dir is not None else settings)
+        base = BaseData.load(settings, data_dir)
         version = store.current_version(base)
     else:
         version = store.version(data_version)
@@ -64,16 +64,16 @@ def base_data_of(
     """The base data a named version was made on: the folder given, else ``CNCWEAR_DATA_DIR``, else
     the folder the version records; refused when its content is not the version's."""
     if data_dir is not None:
-        candidates: list[Path | Settings] = [data_dir]
+        folders = [data_dir]
     else:
         bundled = version.base_source == "bundled"
-        candidates = [settings, BUNDLED_DATA_DIR if bundled else Path(version.base_source)]
+        folders = [settings.data_dir, BUNDLED_DATA_DIR if bundled else Path(version.base_source)]
     seen: list[str] = []
-    for candidate in candidates:
-        if isinstance(candidate, Path) and not candidate.is_dir():
-            seen.append(f"{candidate} (missing)")
+    for folder in folders:
+        if not folder.is_dir():
+            seen.append(f"{folder} (missing)")
             continue
-        base = BaseData.load(candidate)
+        base = BaseData.load(settings, folder)
         if base.content_hash == version.base_hash:
             return base
         seen.append(f"{base.source} (hash {base.content_hash})")
