@@ -13,9 +13,10 @@ import pandas as pd
 
 from cncwear.core.schema import input_columns
 from cncwear.core.settings import BUNDLED_DATA_DIR, Settings
+from cncwear.data.runs.base import BaseData
 from cncwear.data.runs.ids import RunLabel
-from cncwear.data.runs.store import RunRecord, RunStore
-from cncwear.data.runs.versions import BaseData
+from cncwear.data.runs.records import RunRecord
+from cncwear.data.runs.store import RunStore
 from cncwear.serving.batch import Rows, to_batch
 
 RUN_COLUMNS = input_columns(use_identifying_columns=False)

@@ -16,9 +16,11 @@ from cncwear.core.choices import Budget, TrainOn
 from cncwear.core.errors import NotEnoughRunsError
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import load_dataset
+from cncwear.data.runs.base import BaseData
 from cncwear.data.runs.ids import RunState
+from cncwear.data.runs.records import DatasetVersion
 from cncwear.data.runs.store import RunStore
-from cncwear.data.runs.versions import BaseData, DatasetVersion, export_folder
+from cncwear.data.runs.versions import export_folder
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
 from cncwear.training.lineage import VERSION_ARTIFACT

@@ -12,9 +12,9 @@ import redis
 from mlflow.tracking import MlflowClient
 
 from cncwear.core.choices import CandidateName
+from cncwear.data.runs.base import BaseData
 from cncwear.data.runs.ids import RunState
 from cncwear.data.runs.store import RunStore
-from cncwear.data.runs.versions import BaseData
 from cncwear.jobs.queue import RETRAIN_QUEUE, make_celery
 from cncwear.jobs.store import Job, JobState, JobStore, RetrainRequest
 from cncwear.jobs.triggers import NO_NEW_DATA, queue_after_accepted_runs

@@ -35,9 +35,11 @@ from cncwear.core.errors import (
 )
 from cncwear.core.schema import input_columns
 from cncwear.core.settings import Settings, get_settings
+from cncwear.data.runs.base import BaseData
 from cncwear.data.runs.ids import RunLabel, RunState, check_run_id
-from cncwear.data.runs.store import RunRecord, RunStore
-from cncwear.data.runs.versions import BaseData, export_folder
+from cncwear.data.runs.records import RunRecord
+from cncwear.data.runs.store import RunStore
+from cncwear.data.runs.versions import export_folder
 from cncwear.jobs.queue import make_celery
 from cncwear.jobs.store import Job, JobState, JobStore, RetrainRequest
 from cncwear.jobs.triggers import queue_after_accepted_runs, queue_if_new_data

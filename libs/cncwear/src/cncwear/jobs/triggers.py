@@ -26,8 +26,8 @@ from celery import Celery
 
 from cncwear.core.choices import Budget
 from cncwear.core.settings import Settings
+from cncwear.data.runs.base import BaseData
 from cncwear.data.runs.store import RunStore
-from cncwear.data.runs.versions import BaseData
 from cncwear.jobs.store import Job, JobStore, RetrainRequest, resolve_data_dir
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag

@@ -13,8 +13,10 @@ from cncwear.core.errors import DataError
 from cncwear.core.schema import LABEL_COLUMN
 from cncwear.core.settings import BUNDLED_DATA_DIR, Settings
 from cncwear.data.dataset import Dataset
+from cncwear.data.runs.base import BaseData
+from cncwear.data.runs.records import DatasetVersion
 from cncwear.data.runs.store import RunStore
-from cncwear.data.runs.versions import BaseData, DatasetVersion, build_dataset
+from cncwear.data.runs.versions import build_dataset
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
 
