@@ -1,19 +1,27 @@
 """``cncwear runs`` and ``cncwear data``: labelled runs and dataset versions from the command line,
-through the same library (validation, store, retrain trigger) as the API."""
+through the same library (validation, store, retrain trigger) as the API.
+
+The upload runs the installed ``cncwear`` command; the other commands run its ``main`` in this
+process (each new process spends seconds importing the stack), with the environment and the
+output streams a process would have."""
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
+from rich.console import Console
 
-from cncwear.core.settings import BUNDLED_DATA_DIR, Settings
+from cncwear import cli
+from cncwear.core.settings import BUNDLED_DATA_DIR, Settings, get_settings
 from cncwear.data.dataset import load_dataset
 from cncwear.data.runs.store import RunStore
 from cncwear.jobs.store import JobStore
@@ -30,22 +38,51 @@ WORN = ("--label", "worn", "--feedrate", "3", "--clamp-pressure", "2.5", "--mate
 
 
 @dataclass(frozen=True)
+class Answer:
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+@dataclass(frozen=True)
 class Shop:
     settings: Settings
 
-    def cli(self, *args: str) -> subprocess.CompletedProcess[str]:
+    def environment(self) -> dict[str, str]:
+        return {
+            "CNCWEAR_HOME": str(self.settings.home),
+            "CNCWEAR_DATA_DIR": str(self.settings.data_dir),
+            "CNCWEAR_REDIS_URL": self.settings.redis_url,
+            "CNCWEAR_RETRAIN_AFTER_RUNS": str(self.settings.retrain_after_runs),
+            "CNCWEAR_N_JOBS": "1",
+        }
+
+    def command(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """The installed ``cncwear`` command, in a process of its own."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(("CNCWEAR_", "MLFLOW_"))}
-        env.update(
-            CNCWEAR_HOME=str(self.settings.home),
-            CNCWEAR_DATA_DIR=str(self.settings.data_dir),
-            CNCWEAR_REDIS_URL=self.settings.redis_url,
-            CNCWEAR_RETRAIN_AFTER_RUNS=str(self.settings.retrain_after_runs),
-            CNCWEAR_N_JOBS="1",
-            COLUMNS="200",
-        )
+        env.update(self.environment(), COLUMNS="200")
         return subprocess.run(
             [str(CLI), *args], env=env, capture_output=True, text=True, timeout=300, check=False
         )
+
+    def cli(self, *args: str) -> Answer:
+        """``cncwear *args`` through its ``main``, here: its exit code and what it wrote."""
+        out, err = io.StringIO(), io.StringIO()
+        code = 0
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in self.environment().items():
+                patch.setenv(name, value)
+            patch.setattr(sys, "argv", ["cncwear", *args])
+            patch.setattr(cli, "out", Console(file=out, width=200))
+            patch.setattr(cli, "console", Console(file=err, width=200))
+            get_settings.cache_clear()
+            try:
+                cli.main()
+            except SystemExit as exit_:
+                code = exit_.code if isinstance(exit_.code, int) else int(exit_.code is not None)
+            finally:
+                get_settings.cache_clear()
+        return Answer(code, out.getvalue(), err.getvalue())
 
     def show(self, run: str) -> dict[str, object]:
         result = self.cli("runs", "show", run)
@@ -73,7 +110,7 @@ def shop(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Shop]:
 def test_runs_add_uploads_a_run_that_is_accepted_queues_a_retrain_and_joins_a_version(
     shop: Shop, tmp_path: Path
 ) -> None:
-    result = shop.cli("runs", "add", str(WORN_FILE), "--run", UPLOADED, *WORN)
+    result = shop.command("runs", "add", str(WORN_FILE), "--run", UPLOADED, *WORN)
     assert result.returncode == 0, result.stderr
     assert f"run {UPLOADED}: accepted" in result.stderr
     (job,) = JobStore(shop.settings).recent()

@@ -40,15 +40,12 @@ from cncwear.data.runs.ids import RunLabel, RunState, check_run_id
 from cncwear.data.runs.records import RunRecord
 from cncwear.data.runs.store import RunStore
 from cncwear.data.runs.versions import export_folder
-from cncwear.jobs.queue import make_celery
-from cncwear.jobs.store import Job, JobState, JobStore, RetrainRequest
-from cncwear.jobs.triggers import queue_after_accepted_runs, queue_if_new_data
-from cncwear.registry.store import ModelStore
 from cncwear.serving.batch import Batch, Rows, to_batch
-from cncwear.serving.model import load_scoring_model
-from cncwear.serving.scoring import labels
 
+# The registry (MLflow, skops) and the queue (Celery, Redis) take seconds to import: they are
+# imported in the commands that use them, so that the runs' commands answer quickly.
 if TYPE_CHECKING:
+    from cncwear.jobs.store import Job, JobStore
     from cncwear.training.retrain import RetrainReport
 
 app = typer.Typer(
@@ -131,6 +128,10 @@ def predict(
     ] = None,
 ) -> None:
     """Score a CSV of raw sensor rows with the champion: one class and wear probability per row."""
+    from cncwear.registry.store import ModelStore  # noqa: PLC0415 (see the imports)
+    from cncwear.serving.model import load_scoring_model  # noqa: PLC0415
+    from cncwear.serving.scoring import labels  # noqa: PLC0415
+
     champion = load_scoring_model(ModelStore(get_settings()))
     frame = pd.read_csv(rows, keep_default_na=False, dtype=str)
     probability = champion.probability_worn(to_batch(Rows.of_frame(frame), champion.input_columns))
@@ -160,6 +161,10 @@ def queue_retrain(
 ) -> None:
     """Queue a retrain for the trainer workers (the same job as POST /retrain). A retrain already
     queued or running is returned instead of a second one."""
+    from cncwear.jobs.queue import make_celery  # noqa: PLC0415 (see the imports)
+    from cncwear.jobs.store import JobState, JobStore, RetrainRequest  # noqa: PLC0415
+    from cncwear.jobs.triggers import queue_if_new_data  # noqa: PLC0415
+
     settings = get_settings()
     jobs = JobStore(settings)
     if if_new_data:
@@ -363,6 +368,9 @@ def _report_run(settings: Settings, store: RunStore, record: RunRecord) -> None:
         if record.state is RunState.REJECTED:
             raise SystemExit(1)
         return
+    from cncwear.jobs.queue import make_celery  # noqa: PLC0415 (see the imports)
+    from cncwear.jobs.triggers import queue_after_accepted_runs  # noqa: PLC0415
+
     try:
         job = queue_after_accepted_runs(settings, make_celery(settings), store)
     except QueueUnavailableError as error:
@@ -387,6 +395,8 @@ def data_versions(
     store = RunStore(settings)
     current = store.current_version(BaseData.load(settings)).id
     versions = store.versions(limit=limit)
+    from cncwear.registry.store import ModelStore  # noqa: PLC0415 (see the imports)
+
     models = ModelStore(settings)
     listed = [
         {
@@ -437,6 +447,8 @@ def _when(timestamp: float | None) -> str:
 
 
 def _follow(jobs: JobStore, job_id: str) -> Job:
+    from cncwear.jobs.store import JobState  # noqa: PLC0415 (see the imports)
+
     with _progress_bar() as bar:
         task = bar.add_task("queued", total=100)
         while True:
