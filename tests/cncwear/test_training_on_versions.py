@@ -13,7 +13,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from cncwear.core.choices import Budget, TrainOn
-from cncwear.core.errors import NotEnoughRunsError
+from cncwear.core.errors import DataVersionNotFoundError, NotEnoughRunsError
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import load_dataset
 from cncwear.data.runs.base import BaseData
@@ -52,6 +52,8 @@ class TrainedOnVersion:
     settings: Settings
     version: DatasetVersion
     report: RetrainReport
+    base_only: DatasetVersion
+    """The version made before the runs were uploaded."""
 
 
 @pytest.fixture(scope="module")
@@ -60,12 +62,13 @@ def trained_on_version(tmp_path_factory: pytest.TempPathFactory) -> TrainedOnVer
     experiments 17 (unworn) and 18 (worn) uploaded as accepted runs."""
     root = tmp_path_factory.mktemp("versions")
     settings = make_settings(root / "home", base_folder(root / "base", all_but(*LEFT_OUT)))
+    base_only = RunStore(settings).current_version(BaseData.load(settings))
     for run, number in ((UNWORN_RUN, LEFT_OUT[0]), (WORN_RUN, LEFT_OUT[1])):
         record = upload_experiment(settings, run, number)
         assert record.state is RunState.ACCEPTED, record.reasons
     version = RunStore(settings).current_version(BaseData.load(settings))
     report = retrain(settings, candidates=["decision_tree"], reason="on the runs")
-    return TrainedOnVersion(settings, version, report)
+    return TrainedOnVersion(settings, version, report, base_only)
 
 
 def test_a_retrain_trains_on_the_latest_dataset_version_with_its_runs(
@@ -143,3 +146,28 @@ def test_training_on_runs_alone_with_one_label_fails_clearly_and_registers_nothi
     assert client.search_model_versions(f"name = '{settings.model_name}'") == []
     experiments = client.search_experiments()
     assert client.search_runs([e.experiment_id for e in experiments]) == []
+
+
+def test_a_retrain_trains_on_the_version_it_names(trained_on_version: TrainedOnVersion) -> None:
+    older = trained_on_version.base_only
+    report = retrain(
+        trained_on_version.settings,
+        data_version=older.id,
+        candidates=["baseline"],
+        reason="the older version",
+    )
+    assert (report.data_version, report.data_runs) == (older.id, [])
+    assert len(report.split.train_experiments + report.split.holdout_experiments) == 16
+    run = client_for(trained_on_version.settings).get_run(report.run_id)
+    assert run.inputs.dataset_inputs[0].dataset.digest == older.id
+
+
+def test_an_unknown_version_is_refused_before_anything_is_logged(
+    trained_on_version: TrainedOnVersion,
+) -> None:
+    settings = trained_on_version.settings
+    client = client_for(settings)
+    before = len(client.search_runs([ModelStore(settings).experiment_id()]))
+    with pytest.raises(DataVersionNotFoundError, match="0123456789abcdef"):
+        retrain(settings, data_version="0123456789abcdef", candidates=["baseline"])
+    assert len(client.search_runs([ModelStore(settings).experiment_id()])) == before
