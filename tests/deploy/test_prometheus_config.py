@@ -7,12 +7,15 @@ import json
 import re
 import shutil
 import subprocess
+import tempfile
 from pathlib import Path
 
 import pytest
 import yaml
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from cncwear.core.settings import Settings
+from cncwear.data.runs.store import RunStore
 from cncwear_api.core.metrics import ApiMetrics
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
@@ -66,7 +69,10 @@ def known_metric_names() -> set[str]:
 
     assert worker_metrics.RETRAINS is not None
     names: set[str] = set()
-    for registry in (ApiMetrics(CollectorRegistry()).registry, REGISTRY):
+    api = ApiMetrics(CollectorRegistry())
+    # The runs' store is read at scrape time: a real (empty) one, so its series are exported.
+    api.run_store.source = RunStore(Settings(home=Path(tempfile.mkdtemp()))).stats
+    for registry in (api.registry, REGISTRY):
         for family in registry.collect():
             names.add(family.name)
             names.update(
