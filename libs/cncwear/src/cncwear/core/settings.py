@@ -152,6 +152,14 @@ class Settings(BaseSettings):
     ``postgresql+psycopg://cncwear@db/cncwear`` shared by every replica and worker. Unset: a SQLite
     file under ``home`` (``runs.db``), for one machine."""
 
+    run_append_fsync: bool = False
+    """Wait for the database's flush to disk before ``/predict`` answers a batch with a run
+    (PostgreSQL's ``synchronous_commit``, SQLite's ``synchronous=FULL``). Off, an answered batch
+    survives the API process killed any time after the answer, but a crash of the database
+    server or a power cut may lose the last fraction of a second of rows; the flush costs about
+    4 ms a request on this machine's disk (``docs/data.md``). On PostgreSQL labels and dataset
+    versions are flushed either way; SQLite's choice holds for every write of the process."""
+
     run_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
     """A run still collecting rows this long after its last row, without a label, is dropped (and
     counted): the store stays bounded when mills stream runs nobody labels."""

@@ -94,7 +94,7 @@ class Batch(Protocol):
 class RunStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
-        self.engine = _engine(settings.data_store_uri())
+        self.engine = _engine(settings.data_store_uri(), settings.run_append_fsync)
 
     # -- rows in --------------------------------------------------------------------------------
 
@@ -117,9 +117,12 @@ class RunStore:
         now = time.time()
         # Statements built once (their compiled form cached): this is on the path of /predict.
         with self.engine.begin() as db:
-            new = _INSERT_RUN_IF_NEW[db.dialect.name == "postgresql"]
-            db.execute(new, _new_run(run, PREDICT, now))
-            state, held, source = db.execute(_LOCK_RUN, {"key": run}).one()
+            # One round trip opens the run or locks it, and says what it holds.
+            postgres = db.dialect.name == "postgresql"
+            if postgres and not self.settings.run_append_fsync:
+                db.execute(_NO_FLUSH_WAIT)  # this transaction only (CNCWEAR_RUN_APPEND_FSYNC)
+            opened = _OPEN_RUN[postgres]
+            state, held, source = db.execute(opened, _new_run(run, PREDICT, now)).one()
             if state != RunState.COLLECTING or source != PREDICT:
                 raise RunClosedError(_closed(run, state, source))
             keep = max(0, min(len(numeric), self.settings.run_max_rows - held))
@@ -530,15 +533,19 @@ class RunStore:
 
 # -- helpers ---------------------------------------------------------------------------------------
 
-_INSERT_RUN_IF_NEW = {
-    False: sqlite.insert(tables.runs).on_conflict_do_nothing(),
-    True: postgresql.insert(tables.runs).on_conflict_do_nothing(),
-}
-_LOCK_RUN = (
-    select(tables.runs.c.state, tables.runs.c.rows, tables.runs.c.source)
-    .where(tables.runs.c.run == bindparam("key"))
-    .with_for_update()
-)
+
+def _open_run(dialect: Any) -> Any:
+    """Insert a run, or touch the one there (which locks its row): either way, return its state,
+    rows and source, for the rest of the transaction to decide on."""
+    statement = dialect.insert(tables.runs)
+    return statement.on_conflict_do_update(
+        index_elements=[tables.runs.c.run],
+        set_={"last_seen": statement.excluded.last_seen},
+    ).returning(tables.runs.c.state, tables.runs.c.rows, tables.runs.c.source)
+
+
+_OPEN_RUN = {False: _open_run(sqlite), True: _open_run(postgresql)}
+_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
 _INSERT_BATCH = insert(tables.batches)
 _COUNT_ROWS = (
     update(tables.runs)
@@ -739,27 +746,29 @@ def _size_bytes(db: Connection) -> int | None:
     return None
 
 
-_engines: dict[str, Engine] = {}
+_engines: dict[tuple[str, bool], Engine] = {}
 _engines_lock = threading.Lock()
 
 
-def _engine(url: str) -> Engine:
+def _engine(url: str, fsync: bool) -> Engine:
     """One engine (and connection pool) per database and process, its tables made on first use."""
     with _engines_lock:
-        if url not in _engines:
-            _engines[url] = _make_engine(url)
-        return _engines[url]
+        if (url, fsync) not in _engines:
+            _engines[url, fsync] = _make_engine(url, fsync)
+        return _engines[url, fsync]
 
 
-def _make_engine(url: str) -> Engine:
+def _make_engine(url: str, fsync: bool) -> Engine:
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
         if parsed.database and parsed.database != ":memory:":
             Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(url, connect_args={"timeout": 30})
-        event.listen(engine, "connect", _sqlite_pragmas)
+        event.listen(engine, "connect", _sqlite_pragmas(fsync))
     else:
-        engine = create_engine(url, pool_pre_ping=True)
+        # No ping per checkout (a round trip on every append): a connection the server dropped
+        # fails one request (503, the rows not kept) and is replaced.
+        engine = create_engine(url)
     for attempt in range(3):
         try:
             tables.metadata.create_all(engine)
@@ -772,10 +781,13 @@ def _make_engine(url: str) -> Engine:
     return engine
 
 
-def _sqlite_pragmas(connection: Any, _record: Any) -> None:
-    cursor = connection.cursor()
-    # WAL: one writer and many readers at once, across processes; NORMAL: a commit survives the
-    # process that made it (only a power cut may lose the last ones).
-    cursor.execute("PRAGMA journal_mode=WAL")
-    cursor.execute("PRAGMA synchronous=NORMAL")
-    cursor.close()
+def _sqlite_pragmas(fsync: bool) -> Callable[[Any, Any], None]:
+    def on_connect(connection: Any, _record: Any) -> None:
+        cursor = connection.cursor()
+        # WAL: one writer and many readers at once, across processes. NORMAL: a commit survives
+        # the process that made it, a power cut may lose the last ones; FULL: it survives both.
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA synchronous={'FULL' if fsync else 'NORMAL'}")
+        cursor.close()
+
+    return on_connect
