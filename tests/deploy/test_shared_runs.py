@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import signal
+import subprocess
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -173,6 +174,29 @@ def test_the_default_store_is_a_file_under_the_shared_home(replicas: Replicas) -
         assert (Path(replicas.settings.home) / "runs.db").is_file()
     else:
         assert not (Path(replicas.settings.home) / "runs.db").exists()
+
+
+def test_cncwear_runs_stream_sends_a_recorded_job_to_the_api_as_a_mill_would(
+    replicas: Replicas, dataset: Dataset, tmp_path: Path
+) -> None:
+    """The README's first step of the shop's workflow: a job's file, streamed in 100-row batches
+    through /predict under a run id by the real CLI, is the run the store holds."""
+    rows = run_rows(dataset, EXPERIMENT)
+    job = tmp_path / "experiment_08.csv"
+    rows.to_csv(job, index=False)
+    run = f"mill-5/job-{uuid.uuid4().hex[:8]}"
+    env = {**clean_environment(), "CNCWEAR_API_TOKEN": TOKEN}
+    stream = [str(BIN / "cncwear"), "runs", "stream", str(job), "--url", replicas.urls[0]]
+    streamed = subprocess.run(
+        [*stream, "--run", run], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    assert streamed.returncode == 0, streamed.stderr
+    assert f"{len(rows)} rows sent, {len(rows)} in the run" in " ".join(streamed.stderr.split())
+    sent_equals_stored(rows, RunStore(replicas.settings).rows(run))
+    refused = subprocess.run(
+        [*stream, "--run", "bad id"], env=env, capture_output=True, text=True, check=False
+    )
+    assert refused.returncode == 2 and "run id" in refused.stderr
 
 
 def test_a_replica_killed_right_after_an_answer_lost_none_of_the_rows_it_answered(

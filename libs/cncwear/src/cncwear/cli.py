@@ -13,8 +13,9 @@ import time
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
+import httpx
 import numpy as np
 import pandas as pd
 import typer
@@ -329,6 +330,62 @@ def _shifted(problem: Problem, offset: int) -> Problem:
     return Problem(column=problem.column, problem=problem.problem, row=row)
 
 
+@runs_app.command("stream")
+def runs_stream(
+    file: Annotated[
+        Path,
+        typer.Argument(
+            help="A job's rows in the bundled experiment_NN.csv format (may be compressed).",
+            exists=True,
+            dir_okay=False,
+        ),
+    ],
+    *,
+    run: Annotated[str, typer.Option("--run", help="The run's id.")],
+    url: Annotated[
+        str, typer.Option(envvar="CNCWEAR_API_URL", help="The cncwear API to send the rows to.")
+    ] = "http://127.0.0.1:8000",
+    batch_rows: Annotated[int, typer.Option(min=1, max=10_000, help="Rows a request.")] = 100,
+    token: Annotated[
+        str | None,
+        typer.Option(envvar="CNCWEAR_API_TOKEN", help="API token, when reads are protected."),
+    ] = None,
+) -> None:
+    """Send a recorded job to a running API's /predict under a run id, a batch at a time, as a
+    mill streams it: the champion scores each batch, and its rows join the run."""
+    run_id = check_run_id(run)
+    frame = pd.read_csv(file)
+    columns = [str(c) for c in frame.columns]
+    headers = {} if token is None else {"Authorization": f"Bearer {token}"}
+    answer: dict[str, Any] = {}
+    with httpx.Client(base_url=url, timeout=60, headers=headers) as client, _progress_bar() as bar:
+        task = bar.add_task(f"streaming {file.name} to {url}", total=len(frame))
+        for start in range(0, len(frame), batch_rows):
+            chunk = frame.iloc[start : start + batch_rows].astype(object)
+            data = chunk.where(chunk.notna(), None).to_numpy().tolist()
+            try:
+                response = client.post(
+                    "/predict", json={"run": run_id, "columns": columns, "data": data}
+                )
+            except httpx.HTTPError as error:
+                _fail(f"cannot reach the API at {url}: {error}", code=1)
+            if response.status_code != 200:
+                _fail(
+                    f"rows {start} to {start + len(chunk) - 1}: the API answered "
+                    f"{response.status_code}: {response.text[:2000]}",
+                    code=2 if response.status_code < 500 else 1,
+                )
+            answer = response.json()
+            bar.advance(task, len(chunk))
+    kept = answer.get("run", {})
+    console.print(
+        f"run {run_id}: {len(frame)} rows sent, {kept.get('run_rows', '?')} in the run"
+        f"{' (truncated)' if kept.get('truncated') else ''}; model version "
+        f"{answer.get('model', {}).get('version', '?')}. Label it after inspecting the tool: "
+        f"cncwear runs label {run_id} --label worn|unworn --feedrate F --clamp-pressure P"
+    )
+
+
 @runs_app.command("label")
 def runs_label(
     run: RunArgument,
@@ -518,6 +575,11 @@ def _show_report(report: RetrainReport) -> None:
 
 def _fmt(value: float | None) -> str:
     return "-" if value is None else f"{value:.3f}"
+
+
+def _fail(message: str, *, code: int) -> NoReturn:
+    console.print(f"[red]error:[/red] {message}")
+    raise SystemExit(code)
 
 
 def main() -> None:
