@@ -12,21 +12,18 @@ import os
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import psycopg
 import pytest
-from psycopg import sql
 
 from tests.conftest import SUITE_AUTOML_ENGINE
 from tests.helpers import emptied_redis, free_port
+from tests.helpers import postgres_database as temporary_postgres_database
 
 BIN = Path(sys.executable).parent
-POSTGRES_URL = os.environ.get("CNCWEAR_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432")
 START_SECONDS = 300.0
 """Upper bound for a process to start on a busy machine (the API imports MLflow, scikit-learn)."""
 
@@ -95,15 +92,8 @@ def clean_environment() -> dict[str, str]:
 @pytest.fixture(scope="package")
 def postgres_database() -> Iterator[str]:
     """A PostgreSQL database of its own on the local server, dropped at the end."""
-    name = f"cncwear_deploy_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"{POSTGRES_URL}/{name}"
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with temporary_postgres_database("cncwear_deploy") as url:
+        yield url
 
 
 @dataclass(frozen=True)

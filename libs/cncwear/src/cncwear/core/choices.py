@@ -36,3 +36,11 @@ class AutoMLEngineName(StrEnum):
     AUTO = "auto"
     FLAML = "flaml"
     AUTO_SKLEARN = "auto-sklearn"
+
+
+class TrainOn(StrEnum):
+    """What a retrain learns from: the base data (bundled or ``CNCWEAR_DATA_DIR``) plus the accepted
+    labelled runs, or the labelled runs alone (a shop that wants a model of its own mills only)."""
+
+    BASE_AND_RUNS = "base+runs"
+    RUNS = "runs"

@@ -97,3 +97,27 @@ class UnknownExplainMethodError(CncwearError):
         self.value = value
         self.valid = list(valid)
         super().__init__(f"unknown explanation method {value!r}: valid methods are {self.valid}")
+
+
+# -- raised by the labelled runs' store ----------------------------------------------------------
+
+
+class InvalidRunIdError(CncwearError):
+    """A run id outside the allowed form (1 to 128 of ``[A-Za-z0-9._:/-]``, no ``..`` segment)."""
+
+
+class RunNotFoundError(CncwearError):
+    """No run with that id in the store (never seen, or dropped unlabelled after its TTL)."""
+
+
+class RunClosedError(CncwearError):
+    """A change a run no longer takes: rows or a label for a run that is not collecting any more,
+    or an upload under an id that is taken."""
+
+
+class DataVersionNotFoundError(CncwearError):
+    """No dataset version with that id."""
+
+
+class NotEnoughRunsError(TrainingError):
+    """Training on the labelled runs alone without enough runs of both labels to hold some out."""

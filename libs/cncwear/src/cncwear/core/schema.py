@@ -58,6 +58,8 @@ EXPERIMENT_COLUMN = "experiment"
 LABEL_COLUMN = "label"
 LABELS = {"unworn": 0, "worn": 1}
 CLASS_NAMES = ("unworn", "worn")
+THRESHOLD = 0.5
+"""A row is labelled worn when its wear probability is at least this."""
 
 MAX_PROBLEMS_LISTED = 1000
 

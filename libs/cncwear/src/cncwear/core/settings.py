@@ -15,7 +15,7 @@ from urllib.parse import urlsplit
 from pydantic import AliasChoices, Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from cncwear.core.choices import AutoMLEngineName, Budget
+from cncwear.core.choices import AutoMLEngineName, Budget, TrainOn
 from cncwear.core.schedule import parse_schedule
 
 BUNDLED_DATA_DIR = Path(__file__).parents[1] / "data" / "datasets" / "cnc_mill_tool_wear"
@@ -147,6 +147,35 @@ class Settings(BaseSettings):
     """Folders (besides the bundled data, CNCWEAR_DATA_DIR and CNCWEAR_HOME/data) under which a
     retrain request may name its training data."""
 
+    data_store_url: str | None = None
+    """Where labelled runs, their rows and the dataset versions are kept: any SQLAlchemy URL, e.g.
+    ``postgresql+psycopg://cncwear@db/cncwear`` shared by every replica and worker. Unset: a SQLite
+    file under ``home`` (``runs.db``), for one machine."""
+
+    run_ttl_seconds: int = Field(default=7 * 24 * 3600, ge=60)
+    """A run still collecting rows this long after its last row, without a label, is dropped (and
+    counted): the store stays bounded when mills stream runs nobody labels."""
+
+    run_max_rows: int = Field(default=1_000_000, ge=1)
+    """Most rows one run keeps; past it ``/predict`` still answers and the run is marked
+    truncated."""
+
+    run_min_rows: int = Field(default=200, ge=1)
+    """Fewest active-cutting rows (``Layer N Up/Down``) a run needs to be accepted for training."""
+
+    run_range_margin: float = Field(default=1.0, ge=0.0)
+    """A run is rejected when every active value of a column lies outside the base data's range of
+    that column widened by this many times its width on each side (a unit mix-up: mm sent as
+    µm)."""
+
+    train_on: TrainOn = TrainOn.BASE_AND_RUNS
+    """What a retrain learns from: ``base+runs`` (the base data and the accepted runs) or ``runs``
+    (the accepted runs alone; refused until there are enough of both labels)."""
+
+    retrain_after_runs: int = Field(default=1, ge=0)
+    """Queue a retrain once this many accepted runs are missing from the champion's dataset
+    version. 0: accepted runs never queue one by themselves."""
+
     explain_lime_samples: int = Field(default=5000, ge=100)
     """Perturbed rows LIME scores around the explained row to fit its local model."""
 
@@ -201,6 +230,12 @@ class Settings(BaseSettings):
     def data_roots(self) -> list[Path]:
         roots = [BUNDLED_DATA_DIR, self.data_dir, self.home / "data", *self.extra_data_roots]
         return [root.resolve() for root in roots]
+
+    def data_store_uri(self) -> str:
+        """The labelled runs' store in force: the explicit URL, else SQLite under ``home``."""
+        if self.data_store_url:
+            return self.data_store_url
+        return f"sqlite:///{self.home.resolve() / 'runs.db'}"
 
     def tracking_uri(self) -> str:
         """The MLflow tracking URI in force: the explicit one, else the embedded SQLite store."""

@@ -125,7 +125,8 @@ def _experiment_files(data_dir: Path) -> dict[int, Path]:
                     f"experiment {number} appears twice: {found[number].name}, {path.name}"
                 )
             found[number] = path
-    return found
+    # By number, not by name: experiment_100 comes after experiment_99.
+    return dict(sorted(found.items()))
 
 
 def _read_experiment(path: Path, number: int, meta: pd.Series) -> pd.DataFrame:

@@ -248,6 +248,13 @@ class ModelStore:
         )
         return list(found)
 
+    def versions_trained_on(self, data_version: str) -> list[str]:
+        """The model versions trained on a dataset version, oldest first."""
+        found = self.client.search_model_versions(
+            f"name = '{self.settings.model_name}' and tags.`{Tag.DATA_VERSION}` = '{data_version}'"
+        )
+        return sorted((str(v.version) for v in found), key=int)
+
     def champion_version(self) -> ModelVersion | None:
         try:
             registered = self.client.get_registered_model(self.settings.model_name)

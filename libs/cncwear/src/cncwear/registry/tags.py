@@ -17,6 +17,9 @@ class Tag(StrEnum):
     """Set by MLflow on a nested run: a candidate's retrain."""
     CANDIDATE = "cncwear.candidate"
     DATA_HASH = "cncwear.data_hash"
+    DATA_VERSION = "cncwear.data_version"
+    """The dataset version (``cncwear.data.runs.versions``) a retrain trained on: on its run and on
+    the version it registered."""
     JOB_ID = "cncwear.job_id"
     DECISION = "cncwear.promotion.decision"
     """A :class:`PromotionOutcome`, on the retrain's run and on the version it registered."""

@@ -8,9 +8,9 @@ from __future__ import annotations
 import numpy as np
 from sklearn.pipeline import Pipeline
 
-from cncwear.core.schema import CLASS_NAMES
+from cncwear.core.schema import CLASS_NAMES, THRESHOLD
 
-THRESHOLD = 0.5
+__all__ = ["THRESHOLD", "labels", "model_input_columns"]
 
 
 def model_input_columns(pipeline: Pipeline) -> list[str]:
