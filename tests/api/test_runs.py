@@ -25,6 +25,7 @@ from cncwear.data.dataset import Dataset
 from cncwear.data.runs.ids import RunState
 from cncwear.data.runs.store import RunStore
 from cncwear.data.runs.tables import runs as runs_table
+from cncwear.jobs import triggers
 from cncwear.jobs.store import RetrainRequest
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app
@@ -38,16 +39,18 @@ TOKEN = "runs-test-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
 WORN, UNWORN, OTHER_WORN = 8, 4, 7
 """Bundled experiments (worn, unworn, worn) of 605, 532 and 565 rows, 300 to 400 of them active."""
+FRESH_WORN = 9
+"""Worn, 740 rows: accepted by one test alone (a second run of the same rows is a duplicate)."""
 
 
 def run_settings(registry: Registry, folder: Path, **changes: Any) -> ApiSettings:
-    return registry.settings(
-        api_token=SecretStr(TOKEN),
-        data_store_url=f"sqlite:///{folder / 'runs.db'}",
-        redis_url=TEST_REDIS_URL,
-        retrain_after_runs=0,
-        **changes,
-    )
+    base: dict[str, Any] = {
+        "api_token": SecretStr(TOKEN),
+        "data_store_url": f"sqlite:///{folder / 'runs.db'}",
+        "redis_url": TEST_REDIS_URL,
+        "retrain_after_runs": 0,
+    }
+    return registry.settings(**{**base, **changes})
 
 
 @pytest.fixture(scope="module")
@@ -501,12 +504,33 @@ def test_the_champion_and_each_retrain_show_their_dataset_version(client: TestCl
     assert all("data_version" in retrain for retrain in retrains)
 
 
-def test_dataset_versions_name_their_parts_counts_and_model_versions(client: TestClient) -> None:
-    response = client.get("/data/versions")
-    assert response.status_code == 200
-    for version in response.json():
-        assert set(version) == {"id", "made_at", "parts", "counts", "model_versions"}
-        assert version["parts"]["base"]["source"] == "bundled"
+def test_an_accepted_run_makes_a_dataset_version_and_its_withdrawal_one_without_it(
+    client: TestClient, dataset: Dataset, run: str
+) -> None:
+    stream(client, run, run_rows(dataset, FRESH_WORN))
+    record = client.post(f"/runs/{run}/label", json=run_label(dataset, FRESH_WORN), headers=AUTH)
+    assert record.json()["state"] == "accepted", record.json()["reasons"]
+    (made,) = record.json()["dataset_versions"]
+
+    (current,) = [v for v in client.get("/data/versions").json() if v["current"]]
+    assert current["id"] == made
+    assert run in [r["run"] for r in current["parts"]["runs"]]
+    assert current["parts"]["base"]["source"] == "bundled"
+    assert current["parts"]["base"]["experiments"] == 18
+    assert current["counts"]["base"] == {"unworn": 8, "worn": 10}
+    assert current["counts"]["runs"]["worn"] >= 1
+    assert current["model_versions"] == []
+
+    client.delete(f"/runs/{run}", headers=AUTH)
+    (after,) = [v for v in client.get("/data/versions").json() if v["current"]]
+    assert after["id"] != made
+    assert run not in [r["run"] for r in after["parts"]["runs"]]
+    # A version never changes: the one made before still holds the run.
+    before = client.get(f"/data/versions/{made}").json()
+    assert before == {**current, "current": False}
+
+
+def test_an_unknown_dataset_version_is_a_404_and_a_malformed_id_a_422(client: TestClient) -> None:
     assert client.get("/data/versions/0123456789abcdef").status_code == 404
     assert client.get("/data/versions/not-a-version").status_code == 422
 
@@ -518,3 +542,41 @@ def test_dataset_versions_name_their_parts_counts_and_model_versions(client: Tes
 def test_a_retrain_on_an_unknown_dataset_version_is_a_404(client: TestClient) -> None:
     response = client.post("/retrain", json={"data_version": "0123456789abcdef"}, headers=AUTH)
     assert response.status_code == 404, response.text
+
+
+def test_while_the_store_is_down_rows_with_a_run_get_a_503_and_other_requests_are_served(
+    registry: Registry, dataset: Dataset, run: str, tmp_path: Path
+) -> None:
+    """Nothing listens on port 9: the app starts all the same, and never answers as if it had
+    kept rows it could not store."""
+    settings = run_settings(registry, tmp_path).model_copy(
+        update={"data_store_url": "postgresql+psycopg://postgres@127.0.0.1:9/cncwear"}
+    )
+    rows = records(run_rows(dataset, WORN).head(3))
+    with started(settings) as client:
+        refused = client.post("/predict", json={"rows": rows, "run": run})
+        assert refused.status_code == 503, refused.text
+        assert refused.headers["Retry-After"]
+        assert client.post("/predict", json={"rows": rows}).status_code == 200
+        assert client.get("/model").status_code == 200
+        exposition = client.get("/metrics").text
+    assert "cncwear_run_append_failures_total 1.0" in exposition
+    assert "cncwear_run_store_up 0.0" in exposition
+
+
+@pytest.mark.skipif(
+    not hasattr(triggers, "queue_after_accepted_runs"),
+    reason="cncwear.jobs.triggers.queue_after_accepted_runs has not landed yet (issue 17)",
+)
+def test_an_accepted_run_queues_a_retrain_when_retrain_after_runs_is_one(
+    registry: Registry, dataset: Dataset, run: str, tmp_path: Path, redis_url: str
+) -> None:
+    settings = run_settings(registry, tmp_path, retrain_after_runs=1, redis_url=redis_url)
+    with started(settings) as client:
+        stream(client, run, run_rows(dataset, WORN))
+        label = client.post(f"/runs/{run}/label", json=run_label(dataset, WORN), headers=AUTH)
+        assert label.json()["state"] == "accepted", label.json()["reasons"]
+        jobs = client.get("/jobs").json()
+    assert len(jobs) == 1
+    assert jobs[0]["state"] == "queued"
+    assert "run" in jobs[0]["request"]["reason"]

@@ -19,18 +19,16 @@ from typing import Any
 
 import httpx
 import numpy as np
-import psycopg
 import pytest
-from psycopg import sql
 
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import Dataset
 from cncwear.data.runs.store import RunStore
 from tests.api.conftest import Registry, registry  # noqa: F401  (the session's trained registry)
 from tests.api.labelled_runs import batches, records, run_label, run_rows, sent_equals_stored
-from tests.helpers import TEST_REDIS_URL, free_port
+from tests.helpers import TEST_REDIS_URL, free_port, postgres_database
 
-from .conftest import BIN, POSTGRES_URL, Process, answers, clean_environment, start, wait_until
+from .conftest import BIN, Process, answers, clean_environment, start, wait_until
 
 TOKEN = "shared-runs-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -58,15 +56,8 @@ class Replicas:
 @pytest.fixture(scope="module")
 def throwaway_database() -> Iterator[str]:
     """A PostgreSQL database of its own, dropped at the end: the SQLAlchemy URL of it."""
-    name = f"cncwear_runs_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(f"{POSTGRES_URL}/postgres", autocommit=True) as admin:
-        admin.execute(sql.SQL("CREATE DATABASE {}").format(sql.Identifier(name)))
-        try:
-            yield f"{POSTGRES_URL}/{name}".replace("postgresql://", "postgresql+psycopg://")
-        finally:
-            admin.execute(
-                sql.SQL("DROP DATABASE IF EXISTS {} WITH (FORCE)").format(sql.Identifier(name))
-            )
+    with postgres_database("cncwear_runs") as url:
+        yield url.replace("postgresql://", "postgresql+psycopg://")
 
 
 @pytest.fixture(scope="module", params=["sqlite", "postgresql"])

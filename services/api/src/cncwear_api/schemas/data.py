@@ -35,7 +35,14 @@ class DataVersionPublic(BaseModel):
         description="Groups by label: of the base (`base`), of the runs (`runs`), in all (`all`)"
     )
     model_versions: list[str] = Field(description="Registered model versions trained on it")
+    current: bool = Field(
+        description="The version of the base data and the runs accepted now: what a retrain "
+        "trains on unless told otherwise"
+    )
 
     @classmethod
-    def of(cls, version: DatasetVersion, model_versions: list[str]) -> DataVersionPublic:
-        return cls.model_validate({**version.as_dict(), "model_versions": model_versions})
+    def of(
+        cls, version: DatasetVersion, model_versions: list[str], *, current: bool
+    ) -> DataVersionPublic:
+        fields = {**version.as_dict(), "model_versions": model_versions, "current": current}
+        return cls.model_validate(fields)

@@ -82,7 +82,7 @@ class Runs:
                 logger.error("could not check for a retrain after accepted runs: %s", error)
             else:
                 if queued is not None:
-                    logger.info("after accepted runs: %s", queued)
+                    logger.info("retrain job %s after accepted runs", queued.job_id)
         return self.store.get(run)
 
     def new_version(self) -> None:

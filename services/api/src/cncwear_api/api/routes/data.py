@@ -28,7 +28,8 @@ VERSION_ID = r"^[0-9a-f]{8,64}$"
     description=(
         "Each version's id (a content hash), its parts (the base data: bundled or "
         "`CNCWEAR_DATA_DIR`; and the accepted runs), its counts by label, when it was made, and "
-        "the registered model versions trained on it."
+        "the registered model versions trained on it. The current one (made now if the runs or "
+        "the base changed), which a retrain would train on, is marked `current`."
     ),
 )
 async def list_versions(
@@ -48,13 +49,20 @@ async def get_version(
     holder: HolderDep,
     version_id: Annotated[str, Path(pattern=VERSION_ID)],
 ) -> DataVersionPublic:
-    version = await run_in_threadpool(runs.store.version, version_id)
-    return await run_in_threadpool(_public, version, holder.store)
+    return await run_in_threadpool(_version, runs, holder.store, version_id)
 
 
 def _versions(runs: Runs, models: ModelStore, limit: int) -> list[DataVersionPublic]:
-    return [_public(version, models) for version in runs.store.versions(limit=limit)]
+    current = runs.store.current_version(runs.base()).id
+    return [_public(version, models, current) for version in runs.store.versions(limit=limit)]
 
 
-def _public(version: DatasetVersion, models: ModelStore) -> DataVersionPublic:
-    return DataVersionPublic.of(version, models.versions_trained_on(version.id))
+def _version(runs: Runs, models: ModelStore, version_id: str) -> DataVersionPublic:
+    version = runs.store.version(version_id)
+    return _public(version, models, runs.store.current_version(runs.base()).id)
+
+
+def _public(version: DatasetVersion, models: ModelStore, current: str) -> DataVersionPublic:
+    return DataVersionPublic.of(
+        version, models.versions_trained_on(version.id), current=version.id == current
+    )

@@ -17,7 +17,6 @@ from cncwear_api.api.deps import CurrentModel
 from cncwear_api.api.errors import RunStoreUnavailableError
 from cncwear_api.api.json_body import parse_rows_body
 from cncwear_api.api.responses import FastJSONResponse
-from cncwear_api.api.routes import NO_CHAMPION
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
@@ -57,7 +56,11 @@ UNWORN, WORN = CLASS_NAMES
         409: {"model": ProblemsResponse, "description": "The run is closed (labelled, withdrawn)"},
         413: {"model": ErrorResponse, "description": "Body or batch over the size limit"},
         422: {"model": ProblemsResponse, "description": "Bad rows: every problem by row/column"},
-        **NO_CHAMPION,
+        503: {
+            "model": ErrorResponse,
+            "description": "No champion model loaded yet, or (with `run`) the runs' store "
+            "could not keep the rows",
+        },
     },
     openapi_extra={
         "requestBody": {

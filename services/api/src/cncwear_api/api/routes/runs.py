@@ -13,7 +13,7 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from cncwear.core.schema import input_columns
-from cncwear.data.runs.ids import RunLabel, RunState, check_run_id
+from cncwear.data.runs.ids import RUN_ID_PATTERN, RunLabel, RunState, check_run_id
 from cncwear.data.runs.records import RunRecord
 from cncwear.serving.batch import to_batch
 from cncwear_api.api.deps import NoDuplicateKeys, WriteAccess
@@ -41,7 +41,7 @@ TOKEN: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorResponse, "description": "Missing or invalid API token"}
 }
 NO_RUN: dict[int | str, dict[str, Any]] = {
-    404: {"model": ProblemsResponse, "description": "No such run (or dropped unlabelled)"},
+    404: {"model": ErrorResponse, "description": "No such run (or dropped unlabelled)"},
     422: {"model": ProblemsResponse, "description": "Invalid run id, or a bad field, by name"},
 }
 CLOSED: dict[int | str, dict[str, Any]] = {
@@ -55,7 +55,14 @@ def get_runs(request: Request) -> Runs:
 
 
 def run_id(
-    run: Annotated[str, Path(description="The run id; it may hold `/` (`mill-3/job-1842`)")],
+    run: Annotated[
+        str,
+        Path(
+            description="The run id; it may hold `/` (`mill-3/job-1842`)",
+            # Documented, not enforced here: check_run_id refuses it with a 422 naming ``run``.
+            json_schema_extra={"pattern": RUN_ID_PATTERN, "maxLength": 128},
+        ),
+    ],
 ) -> str:
     """The run named by the path, checked like every run id (422 naming ``run``)."""
     return check_run_id(run)
