@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import pandas as pd
@@ -40,6 +41,11 @@ would finish it."""
 def fmt(value: float | None, digits: int = 3) -> str:
     """How the page writes a number."""
     return "\u2013" if value is None else f"{value:.{digits}f}"
+
+
+def minute(seconds: float) -> str:
+    """A time of the store to the minute, in UTC, as the runs table writes it."""
+    return datetime.fromtimestamp(seconds, UTC).strftime("%Y-%m-%d %H:%M")
 
 
 def new_run() -> str:
@@ -114,7 +120,8 @@ def test_a_streamed_run_shows_collecting_then_labelled_on_the_page_is_accepted_i
     expect(cell(row, "model_versions")).to_have_text(f"v{champion}")
     expect(cell(row, "label")).to_have_text("\u2013")
     expect(cell(row, "live")).to_have_text("\u2013")
-    assert cell(row, "first_seen").inner_text().endswith("UTC")
+    for seen in ("first_seen", "last_seen"):
+        expect(cell(row, seen)).to_have_attribute("data-minute", minute(collecting[seen]))
     snapshot(dashboard, "runs", "collecting")
 
     outcome = label_on_the_page(dashboard, run, run_label(dataset, WORN))
@@ -137,6 +144,9 @@ def test_a_streamed_run_shows_collecting_then_labelled_on_the_page_is_accepted_i
         f'[data-testid=data-version-row][data-version="{version}"]'
     )
     expect(cell(version_row, "runs")).to_contain_text(run)
+    assert listed["current"]  # the latest accepted run makes the version a retrain would use
+    expect(version_row).to_have_attribute("data-current", "true")
+    expect(cell(version_row, "current")).to_have_text("current")
     counts = listed["counts"]
     worn = f"{counts['all']['worn']} ({counts['base']['worn']} + {counts['runs'].get('worn', 0)})"
     expect(cell(version_row, "worn")).to_have_text(worn)

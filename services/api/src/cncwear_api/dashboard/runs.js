@@ -8,7 +8,7 @@ import { $, byTestId, el, errorText, fmt, guarded, notice, whenEpoch } from "./d
 const PAGE_SIZE = 20;
 const POLL_MS = 10000;
 const VERSIONS_SHOWN = 20;
-const COLUMNS = 11;
+const COLUMNS = 10;
 
 const view = {
   offset: 0,
@@ -24,6 +24,23 @@ const view = {
 /** The path of a run: its id may hold `/` (`mill-3/job-1842`), which the route takes as is. */
 function runPath(run) {
   return `/runs/${run.split("/").map(encodeURIComponent).join("/")}`;
+}
+
+/** A time of the runs store (seconds since the epoch), to the minute in UTC as the column says. */
+function minute(seconds) {
+  return new Date(seconds * 1000).toISOString().slice(0, 16).replace("T", " ");
+}
+
+/** First and last seen in one cell: the last without its date when it is the same day. */
+function seen(run) {
+  const first = minute(run.first_seen);
+  const last = minute(run.last_seen);
+  const lastShown = last.slice(0, 10) === first.slice(0, 10) ? last.slice(11) : last;
+  return [
+    el("span", { "data-field": "first_seen", "data-minute": first, text: first }),
+    " → ",
+    el("span", { "data-field": "last_seen", "data-minute": last, text: lastShown }),
+  ];
 }
 
 function shortId(id) {
@@ -75,12 +92,11 @@ function runRows(run) {
         run.truncated ? el("span", { class: "flag", "data-field": "truncated", title: "The run reached CNCWEAR_RUN_MAX_ROWS; later rows were answered but not kept", text: " truncated" }) : null,
       ),
       el("td", { class: "num", "data-field": "active_rows", text: String(run.active_rows) }),
-      el("td", { "data-field": "first_seen", text: whenEpoch(run.first_seen) }),
-      el("td", { "data-field": "last_seen", text: whenEpoch(run.last_seen) }),
+      el("td", { title: run.labelled_at ? `labelled ${whenEpoch(run.labelled_at)}` : null }, ...seen(run)),
       el("td", { "data-field": "model_versions", text: run.model_versions.length ? run.model_versions.map((v) => `v${v}`).join(", ") : "–" }),
       el("td", { class: "num", "data-field": "live", title: run.live ? `precision ${fmt(run.live.precision)}, recall ${fmt(run.live.recall)}` : null, text: liveText(run.live) }),
       el("td", { "data-field": "dataset_versions" }, run.dataset_versions.length ? run.dataset_versions.map(versionTag) : "–"),
-      el("td", { class: "actions" }, actions),
+      el("td", {}, el("span", { class: "actions" }, actions)),
     ),
   ];
   if (run.reasons.length) {
@@ -241,8 +257,13 @@ function versionRow(version) {
   const champion = version.id === view.championDataVersion;
   return el(
     "tr",
-    { "data-testid": "data-version-row", "data-version": version.id, class: champion ? "winner" : null },
-    el("td", { "data-field": "id", title: champion ? "the champion was trained on this version" : null, text: `${champion ? "★ " : ""}${version.id}` }),
+    { "data-testid": "data-version-row", "data-version": version.id, "data-current": String(Boolean(version.current)), class: champion ? "winner" : null },
+    el(
+      "td",
+      { "data-field": "id", title: champion ? "the champion was trained on this version" : null },
+      `${champion ? "★ " : ""}${version.id}`,
+      version.current ? el("span", { class: "badge", "data-field": "current", title: "the base data and the runs accepted now: what a retrain trains on", text: "current" }) : null,
+    ),
     el("td", { "data-field": "made_at", text: whenEpoch(version.made_at) }),
     el("td", { "data-field": "base", title: `content hash ${base.content_hash}`, text: `${base.source}, ${base.experiments} experiments` }),
     el(
