@@ -25,8 +25,6 @@ from cncwear.data.dataset import Dataset
 from cncwear.data.runs.ids import RunState
 from cncwear.data.runs.store import RunStore
 from cncwear.data.runs.tables import runs as runs_table
-from cncwear.jobs import triggers
-from cncwear.jobs.store import RetrainRequest
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app
 from cncwear_api.schemas.runs import RunPublic
@@ -535,10 +533,6 @@ def test_an_unknown_dataset_version_is_a_404_and_a_malformed_id_a_422(client: Te
     assert client.get("/data/versions/not-a-version").status_code == 422
 
 
-@pytest.mark.skipif(
-    "data_version" not in RetrainRequest.model_fields,
-    reason="RetrainRequest has no data_version yet (another part of issue 17)",
-)
 def test_a_retrain_on_an_unknown_dataset_version_is_a_404(client: TestClient) -> None:
     response = client.post("/retrain", json={"data_version": "0123456789abcdef"}, headers=AUTH)
     assert response.status_code == 404, response.text
@@ -564,10 +558,6 @@ def test_while_the_store_is_down_rows_with_a_run_get_a_503_and_other_requests_ar
     assert "cncwear_run_store_up 0.0" in exposition
 
 
-@pytest.mark.skipif(
-    not hasattr(triggers, "queue_after_accepted_runs"),
-    reason="cncwear.jobs.triggers.queue_after_accepted_runs has not landed yet (issue 17)",
-)
 def test_an_accepted_run_queues_a_retrain_when_retrain_after_runs_is_one(
     registry: Registry, dataset: Dataset, run: str, tmp_path: Path, redis_url: str
 ) -> None:

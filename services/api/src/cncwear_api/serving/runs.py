@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 import threading
-from typing import Any
 
 from celery import Celery
 
 from cncwear.data.runs.base import BaseData
 from cncwear.data.runs.records import RunRecord, StoreStats
 from cncwear.data.runs.store import RunStore
+from cncwear.jobs.triggers import queue_after_accepted_runs
 from cncwear_api.core.settings import ApiSettings
 
 logger = logging.getLogger(__name__)
@@ -77,7 +77,7 @@ class Runs:
         self.new_version()
         if self.settings.retrain_after_runs > 0:
             try:
-                queued = _queue_after_accepted_runs(self.settings, celery, self.store)
+                queued = queue_after_accepted_runs(self.settings, celery, self.store)
             except Exception as error:
                 logger.error("could not check for a retrain after accepted runs: %s", error)
             else:
@@ -92,12 +92,6 @@ class Runs:
             self.store.current_version(self.base())
         except Exception as error:  # the next retrain makes it, if this could not
             logger.error("could not make the current dataset version: %s", error)
-
-
-def _queue_after_accepted_runs(settings: ApiSettings, celery: Celery, store: RunStore) -> Any:
-    """The library's trigger (``cncwear.jobs.triggers.queue_after_accepted_runs``), called from
-    this one place."""
-    return None  # TODO(issue 17): queue_after_accepted_runs(settings, celery, store) once it lands
 
 
 async def expire_runs(runs: Runs) -> None:
