@@ -258,7 +258,7 @@ def test_data_versions_of_the_champion_and_retrains_are_shown_and_a_skipped_retr
     jobs = JobStore(api.settings)
     card = api_json("/model")
     try:
-        job, created = jobs.enqueue(RetrainRequest(reason="drift"), celery)
+        job, created = jobs.enqueue(RetrainRequest(reason="drift", if_new_data=True), celery)
         assert created, "another retrain is queued or running"
         jobs.start(job.job_id)
         jobs.finish(
@@ -283,11 +283,13 @@ def test_data_versions_of_the_champion_and_retrains_are_shown_and_a_skipped_retr
         celery.close()
 
     dashboard = open_dashboard()
-    shown = dashboard.text("champion-data-version")
-    if card["data_version"]:
-        assert shown == card["data_version"]
-    else:
-        assert shown.startswith("none recorded")
+    assert card["data_version"], "the champion was trained on a dataset version"
+    assert dashboard.text("champion-data-version") == card["data_version"]
+    version_row = dashboard.page.locator(
+        f'[data-testid=data-version-row][data-version="{card["data_version"]}"]'
+    )
+    expect(cell(version_row, "id")).to_contain_text(f"\u2605 {card['data_version']}")
+    expect(cell(version_row, "model_versions")).to_contain_text(f"v{card['version']}")
     retrains = api_json("/model/retrains?limit=3")
     tags = dashboard.page.get_by_test_id("retrain-data-version")
     expect(tags).to_have_count(len(retrains))
