@@ -77,6 +77,9 @@ def dashboard_settings(
         poll_interval_seconds=3600.0,
         budget=Budget.FAST,
         n_jobs=1,
+        # The Runs view's tests label runs: an accepted run must not queue a retrain that the
+        # worker of the retrain tests would then train, in the middle of other tests.
+        retrain_after_runs=0,
     )
 
 

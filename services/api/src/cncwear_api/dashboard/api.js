@@ -105,6 +105,10 @@ export function post(path, body) {
   return withToken("POST", path, body, "This action needs the API token.");
 }
 
+export function del(path) {
+  return withToken("DELETE", path, undefined, "This action needs the API token.");
+}
+
 /** The routes this server offers (from its OpenAPI schema), so the page asks only for those. */
 export async function routes() {
   const schema = await get("/openapi.json");

@@ -1,8 +1,10 @@
 // The cncwear dashboard: every number on this page comes from the API's JSON endpoints; the page
 // only draws them. Views whose endpoint this server does not offer say so instead of failing.
 
-import { ApiError, askToken, forgetToken, get, post, routes, token } from "./api.js";
+import { askToken, forgetToken, get, post, routes, token } from "./api.js";
+import { $, byTestId, el, errorText, fmt, guarded, missing, notice, setText, when } from "./dom.js";
 import { COLORS, color, draw, horizontalBars, linearAxes, xyLine } from "./charts.js";
+import { initRuns, loadDataVersions, setChampionDataVersion, startRuns } from "./runs.js";
 
 const DRIFT_POLL_MS = 10000;
 const DRIFT_HISTORY_POINTS = 360;
@@ -22,78 +24,8 @@ const state = {
   examples: [],
 };
 
-// -- small helpers ---------------------------------------------------------------------------
-
-function $(selector, root = document) {
-  return root.querySelector(selector);
-}
-
-function byTestId(id, root = document) {
-  return root.querySelector(`[data-testid="${id}"]`);
-}
-
-function el(tag, attributes = {}, ...children) {
-  const node = document.createElement(tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    if (value === undefined || value === null || value === false) continue;
-    if (key === "class") node.className = value;
-    else if (key === "text") node.textContent = value;
-    else node.setAttribute(key, value === true ? "" : value);
-  }
-  for (const child of children.flat()) {
-    if (child === null || child === undefined) continue;
-    node.append(child instanceof Node ? child : document.createTextNode(String(child)));
-  }
-  return node;
-}
-
-export function fmt(value, digits = 3) {
-  if (value === null || value === undefined || Number.isNaN(Number(value))) return "–";
-  return Number(value).toFixed(digits);
-}
-
-function setText(testId, value, root = document) {
-  const node = byTestId(testId, root);
-  if (node) node.textContent = value === null || value === undefined || value === "" ? "–" : String(value);
-}
-
-function when(iso) {
-  if (!iso) return "–";
-  const date = new Date(iso);
-  return `${date.toISOString().slice(0, 16).replace("T", " ")} UTC`;
-}
-
-function notice(sectionId, message, kind = "warn") {
-  const box = $(`#${sectionId} [data-role=notice]`);
-  if (!message) {
-    box.hidden = true;
-    box.textContent = "";
-    return;
-  }
-  box.hidden = false;
-  box.className = `notice${kind === "error" ? " error" : ""}`;
-  box.textContent = message;
-}
-
 function offers(path) {
   return state.routes.has(path);
-}
-
-function missing(sectionId, path, who) {
-  notice(sectionId, `This server does not offer ${path} yet (${who}); this view fills in once it does.`);
-}
-
-function errorText(error) {
-  return error instanceof ApiError ? `${error.message} (HTTP ${error.status})` : String(error);
-}
-
-/** Run a view's loader; its failure shows in its own section and never stops the others. */
-async function guarded(sectionId, loader) {
-  try {
-    await loader();
-  } catch (error) {
-    notice(sectionId, `Could not load: ${errorText(error)}`, "error");
-  }
 }
 
 // -- status and champion ---------------------------------------------------------------------
@@ -124,6 +56,8 @@ async function loadChampion() {
   setText("champion-estimator", model.estimator);
   setText("champion-engine", model.engine);
   setText("champion-trained", when(model.trained_at));
+  setText("champion-data-version", model.data_version ?? "none recorded (trained on a data folder)");
+  setChampionDataVersion(model.data_version ?? null);
   setText("champion-runtime", model.serving.runtime);
   setText("champion-holdout", model.metrics.holdout_experiments.join(", "));
   setText("metric-grouped-accuracy", fmt(model.metrics.holdout.accuracy));
@@ -214,7 +148,12 @@ function retrainCard(retrain, index) {
     "div",
     {},
     el("h3", {}, `${when(retrain.started_at)} · `, decided),
-    el("p", { class: "hint" }, `reason: ${retrain.reason || "–"} · budget ${retrain.budget || "–"} · winner ${retrain.winner || "–"} → version ${retrain.registered_version || "–"}`),
+    el(
+      "p",
+      { class: "hint" },
+      `reason: ${retrain.reason || "–"} · budget ${retrain.budget || "–"} · winner ${retrain.winner || "–"} → version ${retrain.registered_version || "–"} · data `,
+      el("span", { "data-testid": "retrain-data-version", text: retrain.data_version || "–" }),
+    ),
     retrain.decision_reason ? el("p", { class: "hint", text: retrain.decision_reason }) : null,
   );
   const rows = retrain.candidates.map((candidate) =>
@@ -591,21 +530,44 @@ async function explainRow() {
 
 // -- retrain ---------------------------------------------------------------------------------
 
+/** A job that ran but did not train: the automatic triggers ask to skip when there is no new data.
+ * The trainer says so in its result (`skipped`, `reason`, `detail`); read defensively, since older
+ * or newer workers may say it differently. */
+function skippedJob(job) {
+  const r = job.result || {};
+  return job.state === "skipped" || r.skipped === true;
+}
+
+function showSkipped(job, decision, table) {
+  const r = job.result || {};
+  const champion = r.champion_version ?? r.version;
+  decision.className = "decision kept";
+  decision.dataset.skipped = "true";
+  decision.textContent =
+    `Skipped: ${r.reason || "nothing to do"}${r.detail ? ` (${r.detail})` : ""}. Nothing was trained` +
+    (champion ? `; the champion, version ${champion}${r.champion_data_version ? ` on data ${r.champion_data_version}` : ""}, stays.` : ".");
+  table.replaceChildren();
+}
+
 function showJob(job) {
   setText("retrain-job-id", job.job_id.slice(0, 8));
-  setText("retrain-state", job.state);
+  setText("retrain-state", skippedJob(job) ? "skipped" : job.state);
   setText("retrain-stage", job.stage || "");
   byTestId("retrain-progress").value = job.percent ?? (job.state === "succeeded" ? 100 : 0);
   const decision = byTestId("retrain-decision");
   const table = $("[data-testid=retrain-candidates] tbody");
-  if (job.state === "failed") {
+  delete decision.dataset.skipped;
+  if (skippedJob(job)) {
+    showSkipped(job, decision, table);
+  } else if (job.state === "failed") {
     decision.className = "decision failed";
     decision.textContent = `Failed: ${job.error || "unknown error"}`;
   } else if (job.state === "succeeded" && job.result) {
     const r = job.result;
     decision.className = `decision ${r.promoted ? "promoted" : "kept"}`;
     decision.dataset.promoted = String(r.promoted);
-    decision.textContent = `${r.promoted ? "Promoted" : "Kept the champion"}: version ${r.version} (${r.winner}). ${r.decision}`;
+    const data = r.data_version ? ` on data ${r.data_version}` : "";
+    decision.textContent = `${r.promoted ? "Promoted" : "Kept the champion"}: version ${r.version} (${r.winner})${data}. ${r.decision}`;
     table.replaceChildren(
       el("tr", {}, el("th", { text: "candidate" }), el("th", { class: "num", text: "grouped acc." }), el("th", { class: "num", text: "leaky split" })),
       ...r.candidates.map((c) =>
@@ -629,7 +591,7 @@ async function followJob(jobId) {
   for (;;) {
     const job = await get(`/jobs/${jobId}`);
     showJob(job);
-    if (job.state === "succeeded" || job.state === "failed") {
+    if (job.state === "succeeded" || job.state === "failed" || skippedJob(job)) {
       await Promise.all([guarded("candidates", loadCandidates), refreshIfNewChampion()]);
       return;
     }
@@ -675,6 +637,7 @@ async function refreshIfNewChampion() {
 
 async function loadAll() {
   const tasks = [guarded("candidates", loadCandidates)];
+  if (offers("/data/versions")) tasks.push(guarded("data", loadDataVersions)); // the models trained on each
   if (state.version === null) return Promise.all(tasks); // nothing served yet: nothing to describe
   tasks.push(
     guarded("champion", loadChampion),
@@ -698,6 +661,7 @@ async function main() {
   $("#example-select").addEventListener("change", fillRow);
   $("#explain-button").addEventListener("click", explainRow);
   $("#retrain-form").addEventListener("submit", startRetrain);
+  initRuns();
   $("#forget-token").addEventListener("click", () => {
     forgetToken();
     notice("retrain", "Token forgotten.");
@@ -716,7 +680,9 @@ async function main() {
   if (state.version === null) {
     notice("champion", "No champion is being served yet: train one (the retrain view below), the page fills in once it is promoted.");
   }
-  await Promise.all([loadAll(), guarded("retrain", resumeActiveJob)]);
+  const runs = offers("/runs") ? startRuns() : missing("runs", "GET /runs", "labelled runs");
+  if (!offers("/data/versions")) missing("data", "GET /data/versions", "dataset versions");
+  await Promise.all([loadAll(), guarded("retrain", resumeActiveJob), runs]);
   document.body.dataset.loaded = "true";
   setInterval(refreshIfNewChampion, READY_POLL_MS);
 }
