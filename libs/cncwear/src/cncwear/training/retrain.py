@@ -118,11 +118,11 @@ def retrain(
     job_id: str | None = None,
     progress: Progress | None = None,
 ) -> RetrainReport:
-    started = time.perf_counter()
     """Train on ``data_version`` (default: the latest dataset version, made now if the accepted
     runs or the base changed); ``data_dir`` is the base data's folder (default
     ``CNCWEAR_DATA_DIR``). Errors about the data (``NotEnoughRunsError``, an unknown version) are
     raised before anything is logged or registered."""
+    started = time.perf_counter()
     report_progress = progress or (lambda stage, percent: None)
     budget = budget or settings.budget
     chosen = [make_candidate(name, settings) for name in candidates]  # fail fast on unknown names
