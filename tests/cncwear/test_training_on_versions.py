@@ -21,6 +21,7 @@ from cncwear.data.runs.ids import RunState
 from cncwear.data.runs.records import DatasetVersion
 from cncwear.data.runs.store import RunStore
 from cncwear.data.runs.versions import export_folder
+from cncwear.jobs.triggers import check_new_data
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
 from cncwear.training.lineage import VERSION_ARTIFACT
@@ -160,6 +161,16 @@ def test_a_retrain_trains_on_the_version_it_names(trained_on_version: TrainedOnV
     assert len(report.split.train_experiments + report.split.holdout_experiments) == 16
     run = client_for(trained_on_version.settings).get_run(report.run_id)
     assert run.inputs.dataset_inputs[0].dataset.digest == older.id
+
+    # The triggers' view: the latest version is the champion's, nothing new; the older one has
+    # been tried since the champion and lost, so retraining on it again would learn nothing.
+    assert not report.decision.promoted
+    latest = check_new_data(trained_on_version.settings)
+    assert not latest.new and latest.data_version == trained_on_version.version.id
+    assert "is the champion's" in latest.explain()
+    again = check_new_data(trained_on_version.settings, data_version=older.id)
+    assert not again.new and again.lost_to_champion == [report.version]
+    assert "did not beat the champion" in again.explain()
 
 
 def test_an_unknown_version_is_refused_before_anything_is_logged(

@@ -73,6 +73,7 @@ def test_a_due_schedule_queues_exactly_one_retrain(
     (job,) = jobs.recent()
     assert job.state is JobState.QUEUED
     assert job.request.reason == "schedule (* * * * *)"
+    assert job.request.if_new_data  # skipped when it runs if nothing is new
     assert queued_retrains(settings) == 1
 
 
@@ -119,6 +120,7 @@ def test_new_data_queues_one_retrain_and_unchanged_data_none(
     (job,) = jobs.recent()
     assert job.state is JobState.QUEUED
     assert job.request.reason == NEW_DATA_REASON
+    assert job.request.if_new_data
     assert job.request.data_dir == str(copy.resolve())
     assert queued_retrains(settings) == 1
 
