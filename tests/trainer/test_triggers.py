@@ -129,7 +129,7 @@ def test_new_data_while_a_retrain_is_queued_gets_that_job_back(queue_settings: S
     queued, created = jobs.enqueue(RetrainRequest(reason="on demand"), celery)
     assert created
     check = queue_if_new_data(queue_settings, celery)  # no champion yet: any data is new
-    assert check.new and check.champion_hash is None
+    assert check.new and check.champion.data_version is None
     assert check.job is not None and check.job.job_id == queued.job_id
     assert not check.created
     assert [j.job_id for j in jobs.recent()] == [queued.job_id]

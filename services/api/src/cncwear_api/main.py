@@ -23,7 +23,17 @@ from cncwear.registry.store import ModelStore
 from cncwear_api.api.deps import WriteAccess
 from cncwear_api.api.errors import add_exception_handlers
 from cncwear_api.api.middleware import RequestMiddleware
-from cncwear_api.api.routes import dashboard, drift, explain, health, jobs, model, predict
+from cncwear_api.api.routes import (
+    dashboard,
+    data,
+    drift,
+    explain,
+    health,
+    jobs,
+    model,
+    predict,
+    runs,
+)
 from cncwear_api.api.routes import metrics as metrics_route
 from cncwear_api.core.log import configure_logging
 from cncwear_api.core.metrics import ApiMetrics
@@ -33,6 +43,7 @@ from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
 from cncwear_api.serving.explaining import ExplainRunner
 from cncwear_api.serving.holder import ModelHolder
 from cncwear_api.serving.live_monitoring import LiveMonitoring, watch_drift
+from cncwear_api.serving.runs import Runs, expire_runs
 from cncwear_api.serving.watch import listen_for_promotions, watch_registry
 
 logger = logging.getLogger(__name__)
@@ -61,12 +72,16 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             settings, metrics, enqueue=lambda request: job_store.enqueue(request, celery)
         )
         runner = ExplainRunner(settings, metrics)
+        labelled = Runs(settings)  # its store and base data made on first use: startup stays fast
+        metrics.run_store.source = labelled.stats
         wake = asyncio.Event()
         tasks = [
             asyncio.create_task(
                 watch_registry(holder, settings.poll_interval_seconds, wake), name="registry"
             ),
             asyncio.create_task(listen_for_promotions(settings, wake), name="promotions"),
+            asyncio.create_task(asyncio.to_thread(labelled.warm), name="runs-warm-up"),
+            asyncio.create_task(expire_runs(labelled), name="runs-expiry"),
         ]
         if live.enabled:
             check = watch_drift(live, lambda: holder.current, settings.drift_check_interval_seconds)
@@ -87,11 +102,13 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "celery": celery,
                 "monitoring": live,
                 "explain": runner,
+                "runs": labelled,
             }
         finally:
             job_store.close()
             runner.close()
             await stop(tasks)
+            metrics.run_store.source = None
 
     app = FastAPI(
         title="cncwear prediction service",
@@ -113,6 +130,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         predict.router,
         explain.router,
         model.router,
+        runs.router,
+        data.router,
         jobs.router,
         drift.router,
         metrics_route.router,

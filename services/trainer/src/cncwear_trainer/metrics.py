@@ -21,13 +21,15 @@ from cncwear.registry.tags import PromotionOutcome
 
 logger = logging.getLogger(__name__)
 
+SKIPPED = "skipped"
+
 DURATION_BUCKETS = (10, 30, 60, 120, 300, 600, 1200, 1800, 3600, 7200, 10800, 14400)
 """Seconds: a fast retrain takes a minute or two, a full one up to hours."""
 
 RETRAINS = Counter(
     "cncwear_worker_retrains",
     "Retrain jobs finished by this worker, by outcome: promoted, not promoted (the winner did not "
-    "beat the champion), failed.",
+    "beat the champion), skipped (asked only if there is new data, and there was none), failed.",
     ["outcome"],
 )
 FAILURES = Counter(
@@ -79,6 +81,13 @@ def record_success(outcome: PromotionOutcome, seconds: float) -> None:
     RETRAINS.labels(outcome=outcome.value).inc()
     DURATION.observe(seconds)
     LAST_SUCCESS.set(time.time())
+
+
+def record_skipped(seconds: float) -> None:
+    """A job that asked to train only on new data and found none: finished, nothing trained (not a
+    success of a retrain: the last-success time stays)."""
+    RETRAINS.labels(outcome=SKIPPED).inc()
+    DURATION.observe(seconds)
 
 
 def record_failure(kind: str, seconds: float | None) -> None:

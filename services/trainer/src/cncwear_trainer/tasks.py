@@ -1,5 +1,9 @@
 """The retrain task. Thin by design: it reads the job, calls :func:`cncwear.training.retrain` and
-reports progress and the outcome in the job store, where every API replica can read them."""
+reports progress and the outcome in the job store, where every API replica can read them.
+
+A job asked for ``if_new_data`` (the automatic triggers) first checks that there is something new
+to learn (:func:`cncwear.jobs.triggers.check_new_data`); when there is not, it succeeds without
+training, its result saying ``skipped`` with the reason "no new data"."""
 
 from __future__ import annotations
 
@@ -15,9 +19,16 @@ from cncwear.core.errors import CncwearError
 from cncwear.core.settings import Settings
 from cncwear.jobs.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
 from cncwear.jobs.store import Job, JobStore, resolve_data_dir
-from cncwear.jobs.triggers import queue_if_new_data, queue_scheduled_retrain
+from cncwear.jobs.triggers import (
+    NO_NEW_DATA,
+    NewDataCheck,
+    check_new_data,
+    queue_if_new_data,
+    queue_scheduled_retrain,
+)
+from cncwear.registry.store import ModelStore
 from cncwear.training.retrain import RetrainReport, retrain
-from cncwear_trainer.metrics import StageTimer, record_failure, record_success
+from cncwear_trainer.metrics import StageTimer, record_failure, record_skipped, record_success
 from cncwear_trainer.settings import TrainerSettings
 
 logger = logging.getLogger(__name__)
@@ -55,7 +66,14 @@ def run_job(settings: TrainerSettings, job_id: str) -> None:
             return
         logger.info("retrain %s: attempt %d, reason %r", job_id, job.attempts, job.request.reason)
         try:
-            report = _retrain(settings, job, jobs, timer)
+            check = _check_new_data(settings, job, jobs)
+            if check is not None and not check.new:
+                jobs.finish(job_id, result=skipped(check))
+                record_skipped(time.monotonic() - started)
+                logger.info("retrain %s skipped: %s", job_id, check.explain())
+                return
+            data_version = None if check is None else check.data_version
+            report = _retrain(settings, job, jobs, timer, data_version)
         except SoftTimeLimitExceeded:
             jobs.finish(job_id, error=f"time limit of {settings.retrain_time_limit} s exceeded")
             record_failure("time_limit", time.monotonic() - started)
@@ -77,7 +95,26 @@ def run_job(settings: TrainerSettings, job_id: str) -> None:
         jobs.close()
 
 
-def _retrain(settings: Settings, job: Job, jobs: JobStore, timer: StageTimer) -> RetrainReport:
+def _check_new_data(settings: Settings, job: Job, jobs: JobStore) -> NewDataCheck | None:
+    """For a job asked for ``if_new_data``: whether its data is new to the champion. None when
+    there is nothing to check: not asked, or a redelivered job that already registered a model (it
+    did train; the retrain finishes it with that model)."""
+    request = job.request
+    if not request.if_new_data or ModelStore(settings).versions_for_job(job.job_id):
+        return None
+    jobs.progress(job.job_id, "checking for new data", 0.0)
+    return check_new_data(
+        settings,
+        resolve_data_dir(settings, request.data_dir),
+        data_version=request.data_version,
+    )
+
+
+def _retrain(
+    settings: Settings, job: Job, jobs: JobStore, timer: StageTimer, data_version: str | None
+) -> RetrainReport:
+    """The retrain of a job, on ``data_version`` when the new-data check fixed it (the version it
+    checked, so that the check and the training agree), else the request's."""
     request = job.request
     overrides: dict[str, Any] = {}
     if request.automl_engine is not None:
@@ -85,6 +122,7 @@ def _retrain(settings: Settings, job: Job, jobs: JobStore, timer: StageTimer) ->
     job_settings = settings.model_copy(update=overrides)
     return retrain(
         job_settings,
+        data_version=data_version or request.data_version,
         budget=request.budget,
         candidates=[c.value for c in request.candidates or DEFAULT_CANDIDATES],
         data_dir=resolve_data_dir(settings, request.data_dir),
@@ -106,6 +144,8 @@ def summarise(report: RetrainReport) -> dict[str, Any]:
         "seconds": round(report.seconds, 1),
         "budget": report.budget.value,
         "data_hash": report.data_hash,
+        "data_version": report.data_version,
+        "data_runs": len(report.data_runs),
         "holdout_experiments": report.split.holdout_experiments,
         "candidates": [
             {
@@ -124,4 +164,25 @@ def summarise(report: RetrainReport) -> dict[str, Any]:
         "promoted": report.decision.promoted,
         "decision": report.decision.reason,
         "warnings": report.warnings,
+    }
+
+
+def skipped(check: NewDataCheck) -> dict[str, Any]:
+    """What a job skipped for want of new data reports (``GET /jobs``): ``skipped`` and the reason
+    "no new data", with the dataset version and the champion it compared. It also carries the keys
+    a finished retrain's result has (no candidates, the champion's version, not promoted), so that
+    readers of those (the dashboard, ``cncwear retrain --wait``) keep working."""
+    return {
+        "skipped": True,
+        "reason": NO_NEW_DATA,
+        "detail": check.explain(),
+        "data_version": check.data_version,
+        "champion_version": check.champion.version,
+        "champion_data_version": check.champion.data_version,
+        "candidates": [],
+        "winner": None,
+        "version": check.champion.version,
+        "promoted": False,
+        "decision": f"skipped: {NO_NEW_DATA} ({check.explain()})",
+        "warnings": [],
     }

@@ -51,6 +51,18 @@ class RetrainRequest(BaseModel):
     candidates: list[CandidateName] | None = Field(
         default=None, description="Candidates to compare; default: decision tree, forest, AutoML."
     )
+    data_version: str | None = Field(
+        default=None,
+        max_length=64,
+        pattern=r"^[0-9a-f]+$",
+        description="Dataset version to train on (GET /data/versions); default: the latest.",
+    )
+    if_new_data: bool = Field(
+        default=False,
+        description="Skip the retrain (the job succeeds, its result says skipped: 'no new data') "
+        "when the latest dataset version is the champion's or a model was already trained on it. "
+        "Set by the automatic triggers.",
+    )
 
     @field_validator("reason")
     @classmethod

@@ -19,12 +19,14 @@ from pathlib import Path
 from typing import Any
 
 import mlflow
+import mlflow.data.pandas_dataset
 import mlflow.sklearn
 import numpy as np
 import pandas as pd
 import redis
 import skops.io
 from filelock import FileLock
+from mlflow.data.dataset_source import DatasetSource
 from mlflow.entities import Run
 from mlflow.entities.model_registry import ModelVersion
 from mlflow.exceptions import MlflowException
@@ -159,6 +161,24 @@ class ModelStore:
 
     def log_json(self, payload: Any, path: str) -> None:
         mlflow.log_dict(payload, path)
+
+    def log_dataset_input(
+        self,
+        rows: pd.DataFrame,
+        *,
+        name: str,
+        digest: str,
+        source: dict[str, Any],
+        targets: str | None = None,
+        context: str = "training",
+    ) -> None:
+        """Log the rows the active run trains on as an MLflow dataset input: MLflow's own lineage,
+        shown with the run and searchable. ``digest`` identifies the rows' content (a dataset
+        version's id); ``source`` says where they come from (the version and its parts)."""
+        dataset = mlflow.data.pandas_dataset.from_pandas(
+            rows, source=DataVersionSource(source), name=name, digest=digest, targets=targets
+        )
+        mlflow.log_input(dataset, context=context)
 
     def log_model(
         self, pipeline: Pipeline, *, input_example: pd.DataFrame, profile: dict[str, Any]
@@ -347,6 +367,36 @@ class ModelStore:
     def load_pipeline(self, version: str) -> Any:
         """A version's model as MLflow's scikit-learn flavour loads it (no profile, no checks)."""
         return mlflow.sklearn.load_model(f"models:/{self.settings.model_name}/{version}")
+
+
+class DataVersionSource(DatasetSource):
+    """The source of a dataset input: a cncwear dataset version (the base data plus labelled runs,
+    in the runs' store). MLflow records its description; it is not loaded back through MLflow."""
+
+    def __init__(self, description: dict[str, Any]) -> None:
+        self.description = description
+
+    @staticmethod
+    def _get_source_type() -> str:
+        return "cncwear_data_version"
+
+    def load(self, **_: Any) -> Any:
+        raise NotImplementedError("read a dataset version with cncwear.data.runs, not MLflow")
+
+    @staticmethod
+    def _can_resolve(raw_source: Any) -> bool:
+        return False
+
+    @classmethod
+    def _resolve(cls, raw_source: Any) -> DataVersionSource:
+        raise NotImplementedError
+
+    def to_dict(self) -> dict[str, Any]:
+        return dict(self.description)
+
+    @classmethod
+    def from_dict(cls, source_dict: dict[Any, Any]) -> DataVersionSource:
+        return cls(dict(source_dict))
 
 
 def incompatibility(pipeline: Pipeline) -> str | None:

@@ -1,5 +1,6 @@
-"""One retrain: load data, hold out whole experiments, fit the candidates, log them to MLflow,
-register the best and promote it when it beats the champion on the same grouped holdout."""
+"""One retrain: take a dataset version (the latest unless one is named), hold out whole experiments
+and runs, fit the candidates, log them to MLflow, register the best and promote it when it beats
+the champion on the same grouped holdout."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from sklearn.pipeline import Pipeline
 from cncwear.core.choices import DEFAULT_CANDIDATES, Budget, CandidateName
 from cncwear.core.errors import TrainingError
 from cncwear.core.settings import Settings
-from cncwear.data.dataset import Dataset, load_dataset
+from cncwear.data.dataset import Dataset
 from cncwear.data.features import feature_importances, selected_features
 from cncwear.data.profile import build_profile
 from cncwear.registry.events import publish_promotion
@@ -42,6 +43,7 @@ from cncwear.training.evaluation import (
     holdout_split,
     leaky_row_split_accuracy,
 )
+from cncwear.training.lineage import TrainingData, log_lineage, training_data
 from cncwear.training.promotion import PromotionDecision, decide_promotion
 
 logger = logging.getLogger(__name__)
@@ -78,6 +80,10 @@ class CandidateReport:
 class RetrainReport:
     run_id: str
     data_hash: str
+    data_version: str
+    """The dataset version trained on (``cncwear.data.runs``)."""
+    data_runs: list[str]
+    """The labelled runs of that version."""
     split: HoldoutSplit
     budget: Budget
     candidates: list[CandidateReport]
@@ -104,6 +110,7 @@ def make_candidate(name: str, settings: Settings) -> Candidate:
 def retrain(
     settings: Settings,
     *,
+    data_version: str | None = None,
     budget: Budget | None = None,
     candidates: Sequence[str] = tuple(DEFAULT_CANDIDATES),
     data_dir: Path | None = None,
@@ -112,13 +119,18 @@ def retrain(
     progress: Progress | None = None,
 ) -> RetrainReport:
     started = time.perf_counter()
+    """Train on ``data_version`` (default: the latest dataset version, made now if the accepted
+    runs or the base changed); ``data_dir`` is the base data's folder (default
+    ``CNCWEAR_DATA_DIR``). Errors about the data (``NotEnoughRunsError``, an unknown version) are
+    raised before anything is logged or registered."""
     report_progress = progress or (lambda stage, percent: None)
     budget = budget or settings.budget
     chosen = [make_candidate(name, settings) for name in candidates]  # fail fast on unknown names
     store = ModelStore(settings)
 
     report_progress("loading data", 0.0)
-    dataset = load_dataset(data_dir or settings.data_dir).active()
+    data = training_data(settings, data_version=data_version, data_dir=data_dir)
+    dataset = data.dataset
     split = holdout_split(dataset, settings.holdout_fraction, settings.seed)
     train, holdout = (
         dataset.subset(split.train_experiments),
@@ -127,6 +139,7 @@ def retrain(
     context = FitContext.from_settings(settings, BUDGETS[budget])
     run_tags: dict[str, str] = {
         Tag.DATA_HASH: dataset.content_hash,
+        Tag.DATA_VERSION: data.version.id,
         Tag.RETRAIN_REASON: reason,
         Tag.BUDGET: budget.value,
     }
@@ -144,6 +157,7 @@ def retrain(
                 "automl_engine": settings.automl_engine.value,
             }
         )
+        log_lineage(store, data)
         reports = []
         for index, candidate in enumerate(chosen):
             share = 85.0 / len(chosen)
@@ -165,7 +179,7 @@ def retrain(
 
         winner = choose_winner(fitted, settings.promotion_metric)
         report_progress("registering", 90.0)
-        version = _register(store, winner, dataset.content_hash, run_id, job_id)
+        version = _register(store, winner, data, run_id, job_id)
         attach_compiled_form(store, version, registered_pipeline(store, version), holdout.rows)
         report_progress("deciding promotion", 95.0)
         decision = decide_promotion(
@@ -189,6 +203,8 @@ def retrain(
     return RetrainReport(
         run_id=run_id,
         data_hash=dataset.content_hash,
+        data_version=data.version.id,
+        data_runs=data.runs,
         split=split,
         budget=budget,
         candidates=reports,
@@ -298,7 +314,7 @@ def _probability_worn(pipeline: Pipeline, dataset: Dataset) -> np.ndarray:
 
 
 def _register(
-    store: ModelStore, winner: CandidateReport, data_hash: str, run_id: str, job_id: str | None
+    store: ModelStore, winner: CandidateReport, data: TrainingData, run_id: str, job_id: str | None
 ) -> str:
     """Register the winner, once per job: a redelivered job reuses the version it registered."""
     if job_id:
@@ -308,7 +324,8 @@ def _register(
     assert winner.model_uri is not None and winner.holdout is not None
     tags = {
         Tag.CANDIDATE: winner.name,
-        Tag.DATA_HASH: data_hash,
+        Tag.DATA_HASH: data.dataset.content_hash,
+        Tag.DATA_VERSION: data.version.id,
         Tag.RETRAIN_RUN_ID: run_id,
         **{Tag.holdout(k): f"{v:.6f}" for k, v in winner.holdout.metrics().items()},
     }

@@ -18,11 +18,15 @@ from starlette.exceptions import HTTPException
 
 from cncwear.core.errors import (
     CncwearError,
+    DataVersionNotFoundError,
+    InvalidRunIdError,
     JobNotFoundError,
     ModelLoadError,
     NoChampionError,
     NoReferenceError,
     QueueUnavailableError,
+    RunClosedError,
+    RunNotFoundError,
     SchemaError,
     UnknownExplainMethodError,
 )
@@ -104,6 +108,16 @@ class ServiceOffError(ApiError):
     """A feature switched off by setting."""
 
     status_code = 503
+
+
+class RunStoreUnavailableError(ApiError):
+    """The labelled runs' store could not take a request's rows: the request is not answered as
+    if they were kept."""
+
+    status_code = 503
+
+    def __init__(self, detail: str) -> None:
+        super().__init__(detail, headers={"Retry-After": RETRY_AFTER_SECONDS})
 
 
 class InvalidRequestError(ApiError):
@@ -189,9 +203,22 @@ def _unknown_method(error: UnknownExplainMethodError) -> dict[str, Any]:
     }
 
 
+def _about_run(error: CncwearError) -> dict[str, Any]:
+    """A problem with the request's run, named as the field ``run``."""
+    return {
+        "detail": str(error),
+        "problems": [{"row": None, "column": "run", "problem": str(error)}],
+        "total": 1,
+    }
+
+
 DOMAIN_ANSWERS: dict[type[CncwearError], DomainAnswer] = {
     SchemaError: DomainAnswer(422, body=_schema_problems),
     UnknownExplainMethodError: DomainAnswer(422, body=_unknown_method),
+    InvalidRunIdError: DomainAnswer(422, body=_about_run),
+    RunClosedError: DomainAnswer(409, body=_about_run),
+    RunNotFoundError: DomainAnswer(404, body=_about_run),
+    DataVersionNotFoundError: DomainAnswer(404),
     JobNotFoundError: DomainAnswer(404),
     NoReferenceError: DomainAnswer(409),
     NoChampionError: DomainAnswer(503, RETRY_LATER),

@@ -7,9 +7,10 @@ classes, classes, the runtime and the model version (few live at a time).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
@@ -21,12 +22,22 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
-from prometheus_client.core import HistogramMetricFamily, Metric
+from prometheus_client.core import (
+    CounterMetricFamily,
+    GaugeMetricFamily,
+    HistogramMetricFamily,
+    Metric,
+)
 from prometheus_client.gc_collector import GCCollector
 from prometheus_client.platform_collector import PlatformCollector
 from prometheus_client.process_collector import ProcessCollector
 from prometheus_client.registry import Collector
 from prometheus_client.utils import floatToGoString
+
+from cncwear.data.runs.ids import RunState
+from cncwear.data.runs.records import StoreStats
+
+logger = logging.getLogger(__name__)
 
 LATENCY_BUCKETS = (
     0.0005, 0.001, 0.002, 0.003, 0.005, 0.0075, 0.01, 0.015, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
@@ -87,6 +98,73 @@ class BatchHistogram(Collector):
 
     def describe(self) -> Iterator[Metric]:
         yield HistogramMetricFamily(self.name, self.documentation, labels=[self.label])
+
+
+class RunStoreCollector(Collector):
+    """The labelled runs' store as Prometheus sees it: read from the store at scrape time
+    (``RunStore.stats``: every replica reports the same shared figures), at most once every
+    ``cache_seconds``. Until a source is given, and while the store cannot be read, only
+    ``cncwear_run_store_up`` is exported (0)."""
+
+    def __init__(self, registry: CollectorRegistry, cache_seconds: float = 5.0) -> None:
+        self.source: Callable[[], StoreStats] | None = None
+        self.cache_seconds = cache_seconds
+        self._cached: tuple[float, StoreStats | None] | None = None
+        self._lock = threading.Lock()
+        registry.register(self)
+
+    def _stats(self) -> StoreStats | None:
+        source = self.source
+        if source is None:
+            return None
+        with self._lock:
+            now = time.monotonic()
+            if self._cached is not None and now - self._cached[0] < self.cache_seconds:
+                return self._cached[1]
+            try:
+                stats: StoreStats | None = source()
+            except Exception as error:
+                logger.warning("the labelled runs' store cannot be read for metrics: %s", error)
+                stats = None
+            self._cached = (now, stats)
+            return stats
+
+    def collect(self) -> Iterator[Metric]:
+        stats = self._stats()
+        up = GaugeMetricFamily(
+            "cncwear_run_store_up", "1 when the labelled runs' store answered the last scrape."
+        )
+        up.add_metric([], 0.0 if stats is None else 1.0)
+        yield up
+        if stats is None:
+            return
+        runs = GaugeMetricFamily(
+            "cncwear_runs", "Labelled runs in the shared store, by state.", labels=["state"]
+        )
+        for state in RunState:
+            runs.add_metric([state.value], float(stats.runs.get(state, 0)))
+        yield runs
+        yield GaugeMetricFamily(
+            "cncwear_run_store_rows", "Rows of every run in the shared store.", value=stats.rows
+        )
+        if stats.bytes is not None:
+            yield GaugeMetricFamily(
+                "cncwear_run_store_bytes", "Size of the shared store on disk.", value=stats.bytes
+            )
+        yield CounterMetricFamily(
+            "cncwear_runs_expired",
+            "Runs dropped because they were still collecting, unlabelled, after "
+            "CNCWEAR_RUN_TTL_SECONDS (counted in the shared store, every replica alike).",
+            value=stats.expired_total,
+        )
+        yield GaugeMetricFamily(
+            "cncwear_runs_truncated",
+            "Runs in the store that reached CNCWEAR_RUN_MAX_ROWS and kept no more rows.",
+            value=stats.truncated_runs,
+        )
+
+    def describe(self) -> Iterator[Metric]:
+        return iter(())  # collected at scrape time only: the store is not read on registration
 
 
 def _go_float(value: float) -> str:
@@ -301,6 +379,24 @@ class ApiMetrics:
             "rule found so far.",
             registry=r,
         )
+        self.run_rows_appended = Counter(
+            "cncwear_run_rows_appended",
+            "Rows of /predict requests naming a run, kept in the run (this replica).",
+            registry=r,
+        )
+        self.run_truncated_appends = Counter(
+            "cncwear_run_truncated_appends",
+            "/predict requests naming a run that had reached CNCWEAR_RUN_MAX_ROWS: answered, "
+            "but some or all of their rows were not kept.",
+            registry=r,
+        )
+        self.run_append_failures = Counter(
+            "cncwear_run_append_failures",
+            "/predict requests naming a run whose rows could not be stored (answered 503; a "
+            "closed run's 409 is not counted).",
+            registry=r,
+        )
+        self.run_store = RunStoreCollector(r)
         # Labelled children, looked up once: ``labels()`` costs more than the update itself.
         self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}
         self._by_version: dict[str, tuple[Any, Any]] = {}

@@ -1,11 +1,15 @@
-"""What several resources' schemas share: a raw row's cell, a label, the model that answered."""
+"""What several resources' schemas share: a raw row's cell, a label, a run id, the model that
+answered."""
 
 from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel
+from pydantic import AfterValidator, BaseModel
 from pydantic.json_schema import WithJsonSchema
+
+from cncwear.core.errors import InvalidRunIdError
+from cncwear.data.runs.ids import RUN_ID_PATTERN, check_run_id
 
 JsonScalar = Annotated[
     Any, WithJsonSchema({"anyOf": [{"type": "number"}, {"type": "string"}, {"type": "null"}]})
@@ -15,6 +19,22 @@ JsonScalar = Annotated[
 per type of a union) would let a body of a few megabytes cost minutes."""
 
 Label = Literal["unworn", "worn"]
+
+
+def _run_id(value: str) -> str:
+    """The library's rule (``check_run_id``), as a pydantic error: a 422 naming the field."""
+    try:
+        return check_run_id(value)
+    except InvalidRunIdError as error:
+        raise ValueError(str(error)) from None
+
+
+RunId = Annotated[
+    str,
+    AfterValidator(_run_id),
+    WithJsonSchema({"type": "string", "pattern": RUN_ID_PATTERN, "maxLength": 128}),
+]
+"""A run id: 1 to 128 of ``[A-Za-z0-9._:/-]``, no ``..`` nor empty segment."""
 
 
 class ModelRef(BaseModel):

@@ -11,6 +11,7 @@ from cncwear.monitoring.drift import FeatureDrift
 from cncwear.monitoring.window import LivePerformance
 from cncwear_api.schemas.common import JsonScalar, Label, ModelRef
 from cncwear_api.schemas.model import Histogram
+from cncwear_api.schemas.runs import RunPerformancePublic
 
 
 class LiveFeatureDistribution(BaseModel):
@@ -91,6 +92,13 @@ class DriftPublic(BaseModel):
         description="Predicted wear probability against the holdout's"
     )
     performance: LivePerformancePublic
+    runs_performance: RunPerformancePublic | None = Field(
+        description=(
+            "The served version's predictions for labelled runs against their labels: from the "
+            "shared store, so every replica and restart agrees (`performance` is this replica's "
+            "feedback window). None while the store cannot be read."
+        )
+    )
     reference: dict[str, Any]
     triggers: TriggersPublic
 

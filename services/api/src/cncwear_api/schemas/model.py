@@ -65,6 +65,9 @@ class ModelPublic(BaseModel):
     registered_at: datetime | None
     loaded_at: datetime
     data_hash: str | None
+    data_version: str | None
+    """The dataset version (``GET /data/versions``) the version was trained on; None for versions
+    trained on a data folder before dataset versions existed."""
     promotion_reason: str | None
     input_columns: list[str]
     selected_features: list[str]
@@ -166,3 +169,5 @@ class CandidatePublic(CandidateSummary):
 
 class RetrainPublic(RetrainSummary):
     candidates: list[CandidatePublic]
+    data_version: str | None = None
+    """The dataset version the retrain trained on (its run's ``cncwear.data_version`` tag)."""

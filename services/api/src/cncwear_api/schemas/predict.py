@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
-from cncwear_api.schemas.common import JsonScalar, Label, ModelRef
+from cncwear_api.schemas.common import JsonScalar, Label, ModelRef, RunId
 
 # A real row: experiment 1 (unworn tool), the 201st row of active cutting.
 EXAMPLE_ROW: dict[str, Any] = {
@@ -53,9 +53,9 @@ EXAMPLE_WORN_ROW: dict[str, Any] = {
 }  # fmt: skip
 
 
-class PredictRequest(BaseModel):
-    """Raw sensor rows of one tool, either as records (``rows``) or as column names and rows of
-    values (``columns`` + ``data``, like MLflow's ``dataframe_split``: faster for large batches)."""
+class RawRowsBody(BaseModel):
+    """Raw sensor rows, either as records (``rows``) or as column names and rows of values
+    (``columns`` + ``data``, like MLflow's ``dataframe_split``: faster for large batches)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -64,7 +64,7 @@ class PredictRequest(BaseModel):
     data: list[list[JsonScalar]] | None = None
 
     @model_validator(mode="after")
-    def _one_form(self) -> PredictRequest:
+    def _one_form(self) -> RawRowsBody:
         columnar = self.columns is not None or self.data is not None
         if (self.rows is None) == (not columnar):
             raise ValueError("give either 'rows', or 'columns' and 'data'")
@@ -75,6 +75,21 @@ class PredictRequest(BaseModel):
     @property
     def row_count(self) -> int:
         return len(self.rows) if self.rows is not None else len(self.data or [])
+
+
+class PredictRequest(RawRowsBody):
+    """Raw sensor rows of one tool, either as records (``rows``) or as column names and rows of
+    values (``columns`` + ``data``, like MLflow's ``dataframe_split``: faster for large batches);
+    optionally the run (the job) they belong to."""
+
+    run: RunId | None = Field(
+        default=None,
+        description=(
+            "The job these rows belong to (`mill-3/2026-12-01/job-1842`): they are appended to "
+            "that run, with what the champion predicted, before the answer is sent; label it "
+            "later with `POST /runs/{run}/label`."
+        ),
+    )
 
 
 REQUEST_EXAMPLES: dict[str, Any] = {
@@ -109,11 +124,23 @@ class Verdict(BaseModel):
     """Rows whose own label is ``worn``."""
 
 
+class RunAppended(BaseModel):
+    """What became of the rows of a request that named a run."""
+
+    id: str
+    rows: int = Field(description="Rows of this request kept in the run")
+    run_rows: int = Field(description="Rows the run holds now")
+    truncated: bool = Field(
+        description="Some rows were not kept: the run has reached CNCWEAR_RUN_MAX_ROWS"
+    )
+
+
 class PredictResponse(BaseModel):
     model: ModelRef
     predictions: list[Prediction]
     verdict: Verdict
     request_id: str
+    run: RunAppended | None = Field(default=None, description="Only when the request named a run")
 
     model_config = ConfigDict(
         json_schema_extra={

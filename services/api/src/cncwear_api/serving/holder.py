@@ -261,6 +261,7 @@ def _card(
         registered_at=_time(model_version.creation_timestamp),
         loaded_at=datetime.now(UTC),
         data_hash=tags.get(Tag.DATA_HASH),
+        data_version=tags.get(Tag.DATA_VERSION),
         promotion_reason=tags.get(Tag.REASON),
         input_columns=model_input_columns(loaded.pipeline),
         selected_features=selected_features(loaded.pipeline),

@@ -18,6 +18,7 @@ from cncwear.core.schema import LABEL_COLUMN, LABELS
 from cncwear.data.dataset import load_dataset
 from cncwear.data.profile import feature_histograms
 from cncwear.registry.store import LoadedModel, ModelStore
+from cncwear.registry.tags import Tag
 from cncwear_api.schemas.common import ModelRef
 from cncwear_api.schemas.model import (
     ConfusionMatrix,
@@ -135,9 +136,21 @@ def _plain(value: Any) -> Any:
 
 
 def recent_retrains(store: ModelStore, limit: int) -> list[RetrainPublic]:
-    """The latest retrains in the registry's experiment with their candidates, newest first.
-    Blocking (registry reads): call it from a worker thread."""
+    """The latest retrains in the registry's experiment with their candidates and the dataset
+    version each trained on, newest first. Blocking (registry reads): call it from a worker
+    thread."""
     return [
-        RetrainPublic.model_validate(summary, from_attributes=True)
+        RetrainPublic.model_validate(
+            {**summary.model_dump(), "data_version": _data_version(store, summary.run_id)}
+        )
         for summary in store.recent_retrains(limit)
     ]
+
+
+def _data_version(store: ModelStore, run_id: str) -> str | None:
+    """The retrain run's dataset version tag (one more registry read per retrain)."""
+    try:
+        return store.run(run_id).data.tags.get(Tag.DATA_VERSION)
+    except Exception as error:  # information: a registry hiccup leaves it unknown
+        logger.warning("dataset version of retrain %s unavailable: %s", run_id, error)
+        return None

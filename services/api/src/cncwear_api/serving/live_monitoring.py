@@ -139,7 +139,7 @@ class LiveMonitoring:
         return report
 
     def _trigger(self, kind: str, reason: str, now: float) -> None:
-        request = RetrainRequest(reason=reason[:MAX_REASON])
+        request = RetrainRequest(reason=reason[:MAX_REASON], if_new_data=True)
         try:
             job, created = self.enqueue(request)
         except Exception as error:

@@ -1,5 +1,8 @@
 """The store's tables (SQLAlchemy Core), the same on SQLite and PostgreSQL.
 
+Their names start with ``cncwear_``: the store may share a database with MLflow's (which has a
+``runs`` table of its own), as the compose stack's PostgreSQL does.
+
 A run's rows are kept a batch to a database row, as the batch was answered: its readings as one
 float64 matrix (the schema's sensor columns, row-major) and its machining steps as JSON. One insert
 per ``/predict`` keeps the append cheap, and the batch's autoincrement id orders the run's rows as
@@ -32,7 +35,7 @@ VERSION_KEY = String(32)
 BATCH_ID = BigInteger().with_variant(Integer(), "sqlite")
 
 runs = Table(
-    "runs",
+    "cncwear_runs",
     metadata,
     Column("run", RUN_KEY, primary_key=True),
     Column("state", String(16), nullable=False, index=True),
@@ -55,10 +58,10 @@ runs = Table(
 )
 
 batches = Table(
-    "run_batches",
+    "cncwear_run_batches",
     metadata,
     Column("id", BATCH_ID, primary_key=True, autoincrement=True),
-    Column("run", RUN_KEY, ForeignKey("runs.run", ondelete="CASCADE"), nullable=False),
+    Column("run", RUN_KEY, ForeignKey("cncwear_runs.run", ondelete="CASCADE"), nullable=False),
     Column("received_at", Float, nullable=False),
     Column("rows", Integer, nullable=False),
     Column("numeric", LargeBinary, nullable=False),
@@ -66,11 +69,11 @@ batches = Table(
     Column("probability", LargeBinary),
     Column("model_version", String(32)),
     Column("request_id", String(64)),
-    Index("ix_run_batches_run_id", "run", "id"),
+    Index("ix_cncwear_run_batches_run_id", "run", "id"),
 )
 
 versions = Table(
-    "dataset_versions",
+    "cncwear_dataset_versions",
     metadata,
     Column("id", VERSION_KEY, primary_key=True),
     Column("made_at", Float, nullable=False, index=True),
@@ -81,9 +84,9 @@ versions = Table(
 )
 
 version_runs = Table(
-    "dataset_version_runs",
+    "cncwear_dataset_version_runs",
     metadata,
-    Column("version", VERSION_KEY, ForeignKey("dataset_versions.id"), primary_key=True),
+    Column("version", VERSION_KEY, ForeignKey("cncwear_dataset_versions.id"), primary_key=True),
     Column("run", RUN_KEY, primary_key=True, index=True),
     Column("group", Integer, nullable=False),
     Column("tool_condition", String(16), nullable=False),
@@ -95,7 +98,7 @@ version_runs = Table(
 )
 
 counters = Table(
-    "counters",
+    "cncwear_counters",
     metadata,
     Column("name", String(64), primary_key=True),
     Column("value", BigInteger, nullable=False),

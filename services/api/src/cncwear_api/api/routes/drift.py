@@ -3,6 +3,7 @@ ground truth for earlier predictions, giving live accuracy, precision and recall
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
@@ -34,8 +35,12 @@ from cncwear_api.schemas.drift import (
 from cncwear_api.schemas.errors import ErrorResponse, Problem
 from cncwear_api.schemas.model import Histogram
 from cncwear_api.schemas.predict import PredictRequest
+from cncwear_api.schemas.runs import RunPerformancePublic
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
+from cncwear_api.serving.runs import Runs
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["monitoring"])
 
@@ -57,14 +62,15 @@ def _monitoring(request: Request) -> LiveMonitoring:
         "Per selected feature over the window of recent served rows (this replica's): a "
         "population stability index and a drift test chosen like Evidently's defaults; the share "
         "of drifted features; drift of the predicted wear probability; live accuracy, precision "
-        "and recall from feedback, beside the holdout figures; the reference compared against; "
-        "the retrain triggers."
+        "and recall from feedback, beside the holdout figures; the same over labelled runs "
+        "(shared by every replica); the reference compared against; the retrain triggers."
     ),
     responses={503: {"model": ErrorResponse, "description": "No champion, or monitoring off"}},
 )
 async def get_drift(request: Request, served: CurrentModel) -> DriftPublic:
     monitoring = _monitoring(request)
     report = await run_in_threadpool(monitoring.report, served)
+    runs_performance = await run_in_threadpool(_runs_performance, request.state.runs, served)
     settings = monitoring.settings
     return DriftPublic(
         model=ModelRef(name=served.name, version=served.version),
@@ -80,6 +86,7 @@ async def get_drift(request: Request, served: CurrentModel) -> DriftPublic:
         features=[FeatureDriftPublic.of(f) for f in report.features],
         prediction=None if report.prediction is None else FeatureDriftPublic.of(report.prediction),
         performance=LivePerformancePublic.of(report.performance),
+        runs_performance=runs_performance,
         reference=report.reference,
         triggers=TriggersPublic(
             retrain_on_drift=settings.retrain_on_drift,
@@ -90,6 +97,15 @@ async def get_drift(request: Request, served: CurrentModel) -> DriftPublic:
             recent=[TriggerPublic.model_validate(t.as_dict()) for t in monitoring.triggers],
         ),
     )
+
+
+def _runs_performance(runs: Runs, served: ServedModel) -> RunPerformancePublic | None:
+    try:
+        performance = runs.store.live_performance(served.version)
+    except Exception as error:  # the drift report stands without it
+        logger.warning("live performance of labelled runs unavailable: %s", error)
+        return None
+    return RunPerformancePublic.of(performance)
 
 
 @router.get(

@@ -15,6 +15,7 @@ from cncwear_api.api.deps import NoDuplicateKeys, WriteAccess
 from cncwear_api.api.errors import InvalidRequestError
 from cncwear_api.schemas.errors import ErrorResponse, Problem, ProblemsResponse
 from cncwear_api.schemas.jobs import JobPublic, RetrainAccepted
+from cncwear_api.serving.runs import Runs
 
 router = APIRouter(tags=["retraining"])
 
@@ -39,10 +40,12 @@ UNAVAILABLE: dict[int | str, dict[str, Any]] = {
     description=(
         "Queues a retrain for the trainer workers and answers at once with the job id; "
         "`Location` names where to follow it. At most one retrain is queued or running: while "
-        "one is, its job is returned instead of a new one. Needs the API token."
+        "one is, its job is returned instead of a new one. It trains on the latest dataset "
+        "version, or on the one named by `data_version`. Needs the API token."
     ),
     responses={
         401: {"model": ErrorResponse, "description": "Missing or invalid API token"},
+        404: {"model": ErrorResponse, "description": "No such dataset version"},
         422: {"model": ProblemsResponse, "description": "Invalid parameters, by name"},
         **UNAVAILABLE,
     },
@@ -53,10 +56,13 @@ async def queue_retrain(
     jobs: JobsDep,
     body: Annotated[RetrainRequest | None, Body()] = None,
 ) -> RetrainAccepted:
+    body = body or RetrainRequest()
+    data_version: str | None = getattr(body, "data_version", None)
+    if data_version is not None:  # an unknown version: 404 now, not a job failing later
+        runs: Runs = request.state.runs
+        await run_in_threadpool(lambda: runs.store.version(data_version))
     try:
-        job, created = await run_in_threadpool(
-            jobs.enqueue, body or RetrainRequest(), request.state.celery
-        )
+        job, created = await run_in_threadpool(jobs.enqueue, body, request.state.celery)
     except ValueError as error:  # a data folder outside the configured data roots
         raise InvalidRequestError([Problem(column="data_dir", problem=str(error))]) from error
     response.headers["Location"] = f"/jobs/{job.job_id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from fastapi import APIRouter, Response
 from prometheus_client import CONTENT_TYPE_LATEST
+from starlette.concurrency import run_in_threadpool
 
 from cncwear_api.api.deps import MetricsDep
 
@@ -18,4 +19,5 @@ router = APIRouter(tags=["metrics"])
     responses={200: {"content": {CONTENT_TYPE_LATEST: {}}, "description": "Text exposition"}},
 )
 async def metrics(metrics: MetricsDep) -> Response:
-    return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
+    # In a worker thread: the labelled runs' figures are read from their store (database I/O).
+    return Response(await run_in_threadpool(metrics.exposition), media_type=CONTENT_TYPE_LATEST)

@@ -2,32 +2,30 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from pydantic import ValidationError
 from starlette.concurrency import run_in_threadpool
 
-from cncwear.core.errors import SchemaError
-from cncwear.core.schema import CLASS_NAMES, MAX_PROBLEMS_LISTED
+from cncwear.core.errors import CncwearError, SchemaError
+from cncwear.core.schema import CLASS_NAMES
 from cncwear.serving.batch import Batch, to_batch
 from cncwear.serving.scoring import THRESHOLD
 from cncwear_api.api.deps import CurrentModel
-from cncwear_api.api.errors import (
-    InvalidRequestError,
-    PayloadTooLargeError,
-    problems_from_validation,
-)
-from cncwear_api.api.json_body import parse_json
+from cncwear_api.api.errors import RunStoreUnavailableError
+from cncwear_api.api.json_body import parse_rows_body
 from cncwear_api.api.responses import FastJSONResponse
-from cncwear_api.api.routes import NO_CHAMPION
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.settings import ApiSettings
-from cncwear_api.schemas.errors import ErrorResponse, Problem, ProblemsResponse
+from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
 from cncwear_api.schemas.predict import REQUEST_EXAMPLES, PredictRequest, PredictResponse
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
+from cncwear_api.serving.runs import Runs
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["predict"])
 
@@ -49,13 +47,20 @@ UNWORN, WORN = CLASS_NAMES
     description=(
         "Scores each row with the champion and reads the batch as readings of one tool "
         "(`verdict`: mean wear probability). Send rows as records (`rows`) or as `columns` + "
-        "`data` (faster for large batches). Rows are numbered from 0 in error reports."
+        "`data` (faster for large batches). Rows are numbered from 0 in error reports. With "
+        "`run`, the rows and what was predicted for them are stored in that run before the "
+        "answer is sent."
     ),
     responses={
         401: {"model": ErrorResponse, "description": "Token required (when reads are closed)"},
+        409: {"model": ProblemsResponse, "description": "The run is closed (labelled, withdrawn)"},
         413: {"model": ErrorResponse, "description": "Body or batch over the size limit"},
         422: {"model": ProblemsResponse, "description": "Bad rows: every problem by row/column"},
-        **NO_CHAMPION,
+        503: {
+            "model": ErrorResponse,
+            "description": "No champion model loaded yet, or (with `run`) the runs' store "
+            "could not keep the rows",
+        },
     },
     openapi_extra={
         "requestBody": {
@@ -74,7 +79,9 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     settings: ApiSettings = request.state.settings
     metrics: ApiMetrics = request.state.metrics
     body = await request.body()  # its size limited by the request middleware
-    payload = _parse(body, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns))
+    payload = parse_rows_body(
+        body, PredictRequest, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns)
+    )
     try:
         if served.compiled is not None and payload.row_count <= INLINE_ROWS:
             batch, probability = _score(served, payload, metrics)
@@ -88,7 +95,15 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     monitoring: LiveMonitoring = request.state.monitoring
     if monitoring.enabled:
         monitoring.observe(served, batch.numeric, probability, worn, request_id)
-    return FastJSONResponse(_answer(served, probability, worn, request_id, metrics))
+    answer = _answer(served, probability, worn, request_id, metrics)
+    if payload.run is not None:
+        # Stored before the answer is sent: once answered, the rows are in the run.
+        runs: Runs = request.state.runs
+        answer["run"] = await run_in_threadpool(
+            _append, runs, payload.run, served, batch, probability=probability,
+            request_id=request_id, metrics=metrics,
+        )  # fmt: skip
+    return FastJSONResponse(answer)
 
 
 def _score(
@@ -126,43 +141,41 @@ def _answer(
     }
 
 
-def _parse(body: bytes, max_rows: int, max_fields: int) -> PredictRequest:
-    """JSON (a fast parser; NaN and Infinity are let through, to be named by row and column; a key
-    given twice in one object is refused: which value was meant?), then the sizes, then the shape
-    of the request. Cells are checked later, against the model's schema:
-    the work done on a bad body stays bounded by the limits."""
-    parsed = parse_json(body)
-    columns = None
-    if isinstance(parsed, dict):
-        _check_sizes(parsed, max_rows, max_fields)
-        given = parsed.get("columns")
-        if isinstance(given, list) and all(isinstance(c, str) for c in given):
-            columns = given
+def _append(
+    runs: Runs,
+    run: str,
+    served: ServedModel,
+    batch: Batch,
+    *,
+    probability: np.ndarray,
+    request_id: str,
+    metrics: ApiMetrics,
+) -> dict[str, Any]:
+    """The batch appended to its run (one transaction), and what became of it. Blocking."""
     try:
-        return PredictRequest.model_validate(parsed)
-    except ValidationError as error:
-        errors = error.errors(include_url=False, include_input=False, include_context=False)
-        problems = problems_from_validation(errors, columns)
-        raise InvalidRequestError(problems[:MAX_PROBLEMS_LISTED], total=len(problems)) from None
-
-
-def _check_sizes(parsed: dict[str, Any], max_rows: int, max_fields: int) -> None:
-    for key in ("rows", "data"):
-        records = parsed.get(key)
-        if isinstance(records, list) and len(records) > max_rows:
-            raise PayloadTooLargeError(
-                f"the batch has {len(records)} rows, more than the limit of {max_rows}: split it"
-            )
-    columns = parsed.get("columns")
-    if isinstance(columns, list) and len(columns) > max_fields:
-        problem = Problem(column="columns", problem=f"more than {max_fields} columns")
-        raise InvalidRequestError([problem])
-    wide = [
-        Problem(row=i, column="*", problem=f"more than {max_fields} fields")
-        for key in ("rows", "data")
-        if isinstance(parsed.get(key), list)
-        for i, record in enumerate(parsed[key])
-        if isinstance(record, dict | list) and len(record) > max_fields
-    ]
-    if wide:
-        raise InvalidRequestError(wide[:MAX_PROBLEMS_LISTED], total=len(wide))
+        outcome = runs.store.append(
+            run,
+            batch,
+            input_columns=served.input_columns,
+            probability=probability,
+            model_version=served.version,
+            request_id=request_id,
+        )
+    except CncwearError:  # a closed run: the client's to act on (409)
+        raise
+    except Exception as error:
+        metrics.run_append_failures.inc()
+        logger.error("could not append to run %r: %s", run, error)
+        raise RunStoreUnavailableError(
+            f"the rows could not be stored in run {run!r} ({type(error).__name__}); nothing was "
+            "kept: send the request again"
+        ) from error
+    metrics.run_rows_appended.inc(outcome.rows_kept)
+    if outcome.truncated:
+        metrics.run_truncated_appends.inc()
+    return {
+        "id": run,
+        "rows": outcome.rows_kept,
+        "run_rows": outcome.run_rows,
+        "truncated": outcome.truncated,
+    }
