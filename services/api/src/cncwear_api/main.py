@@ -43,7 +43,7 @@ from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
 from cncwear_api.serving.explaining import ExplainRunner
 from cncwear_api.serving.holder import ModelHolder
 from cncwear_api.serving.live_monitoring import LiveMonitoring, watch_drift
-from cncwear_api.serving.runs import Runs, expire_runs
+from cncwear_api.serving.runs import Runs, checkpoint_runs, expire_runs
 from cncwear_api.serving.watch import listen_for_promotions, watch_registry
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             asyncio.create_task(listen_for_promotions(settings, wake), name="promotions"),
             asyncio.create_task(asyncio.to_thread(labelled.warm), name="runs-warm-up"),
             asyncio.create_task(expire_runs(labelled), name="runs-expiry"),
+            asyncio.create_task(checkpoint_runs(labelled), name="runs-checkpoint"),
         ]
         if live.enabled:
             check = watch_drift(live, lambda: holder.current, settings.drift_check_interval_seconds)

@@ -94,6 +94,21 @@ class Runs:
             logger.error("could not make the current dataset version: %s", error)
 
 
+CHECKPOINT_INTERVAL_SECONDS = 1.0
+
+
+async def checkpoint_runs(runs: Runs) -> None:
+    """Every second, the embedded store's write-ahead log copied into its database off the request
+    path (``RunStore.checkpoint``; PostgreSQL needs none)."""
+    if runs.settings.data_store_uri().startswith("sqlite"):
+        while True:
+            await asyncio.sleep(CHECKPOINT_INTERVAL_SECONDS)
+            try:
+                await asyncio.to_thread(runs.store.checkpoint)
+            except Exception as error:  # the next pass, or a commit, will checkpoint
+                logger.warning("checkpoint of the runs' store failed: %s", error)
+
+
 async def expire_runs(runs: Runs) -> None:
     """Drop the runs still collecting after ``CNCWEAR_RUN_TTL_SECONDS`` without a label, every
     :meth:`Runs.expiry_interval` (each replica; the store counts each run once)."""

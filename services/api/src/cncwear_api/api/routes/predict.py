@@ -82,36 +82,48 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     payload = parse_rows_body(
         body, PredictRequest, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns)
     )
+    request_id: str = request.state.request_id
+    # A run's append is blocking database I/O: it goes to the worker thread with the scoring, one
+    # hop for both. Only small batches without a run are scored on the event loop.
+    runs: Runs | None = None if payload.run is None else request.state.runs
     try:
-        if served.compiled is not None and payload.row_count <= INLINE_ROWS:
-            batch, probability = _score(served, payload, metrics)
+        if runs is None and served.compiled is not None and payload.row_count <= INLINE_ROWS:
+            batch, probability, kept = _serve(served, payload, runs, request_id, metrics)
         else:
-            batch, probability = await run_in_threadpool(_score, served, payload, metrics)
+            batch, probability, kept = await run_in_threadpool(
+                _serve, served, payload, runs, request_id, metrics
+            )
     except SchemaError:
         metrics.schema_refusals.inc()
         raise
-    request_id: str = request.state.request_id
     worn = probability >= THRESHOLD
     monitoring: LiveMonitoring = request.state.monitoring
     if monitoring.enabled:
         monitoring.observe(served, batch.numeric, probability, worn, request_id)
     answer = _answer(served, probability, worn, request_id, metrics)
-    if payload.run is not None:
-        # Stored before the answer is sent: once answered, the rows are in the run.
-        runs: Runs = request.state.runs
-        answer["run"] = await run_in_threadpool(
-            _append, runs, payload.run, served, batch, probability=probability,
-            request_id=request_id, metrics=metrics,
-        )  # fmt: skip
+    if kept is not None:
+        answer["run"] = kept
     return FastJSONResponse(answer)
 
 
-def _score(
-    served: ServedModel, payload: PredictRequest, metrics: ApiMetrics
-) -> tuple[Batch, np.ndarray]:
+def _serve(
+    served: ServedModel,
+    payload: PredictRequest,
+    runs: Runs | None,
+    request_id: str,
+    metrics: ApiMetrics,
+) -> tuple[Batch, np.ndarray, dict[str, Any] | None]:
+    """Validate and score the batch; with a run, store it (committed before this returns)."""
     batch = to_batch(payload, served.input_columns)
     with metrics.time_inference(served.runtime, served.version):
-        return batch, served.probability_worn(batch)
+        probability = served.probability_worn(batch)
+    if runs is None or payload.run is None:
+        return batch, probability, None
+    kept = _append(
+        runs, payload.run, served, batch, probability=probability, request_id=request_id,
+        metrics=metrics,
+    )  # fmt: skip
+    return batch, probability, kept
 
 
 def _answer(
