@@ -7,6 +7,8 @@ from __future__ import annotations
 import json
 from collections.abc import Callable
 from pathlib import Path
+from types import SimpleNamespace
+from typing import cast
 
 import redis
 from mlflow.tracking import MlflowClient
@@ -20,7 +22,9 @@ from cncwear.jobs.store import Job, JobState, JobStore, RetrainRequest
 from cncwear.jobs.triggers import NO_NEW_DATA, queue_after_accepted_runs
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
+from cncwear.training.retrain import RetrainReport
 from cncwear_trainer.settings import TrainerSettings
+from cncwear_trainer.tasks import queue_for_runs_accepted_meanwhile
 from tests.cncwear.runs_helpers import LEFT_OUT, all_but, base_folder, upload_experiment
 
 from .conftest import Worker, wait_for
@@ -131,3 +135,27 @@ def test_accepted_runs_queue_one_retrain_once_there_are_enough(
     assert redis.Redis.from_url(settings.redis_url).llen(RETRAIN_QUEUE) == 1
     off = settings.model_copy(update={"retrain_after_runs": 0})
     assert queue_after_accepted_runs(off, celery, store) is None
+
+
+def test_a_run_accepted_while_a_retrain_ran_gets_the_next_retrain_when_it_ends(
+    queue_settings: TrainerSettings, tmp_path: Path
+) -> None:
+    """The run joined the running job (one at a time), which trained on the version fixed at its
+    start; when the job ends, the worker queues the next retrain for the run."""
+    base = base_folder(tmp_path / "base", all_but(*LEFT_OUT))
+    settings = queue_settings.model_copy(update={"data_dir": base, "retrain_after_runs": 1})
+    store, celery = RunStore(settings), make_celery(settings)
+    trained_on = store.current_version(BaseData.load(settings))  # what the finished retrain had
+    assert upload_experiment(settings, RUN, LEFT_OUT[0]).state is RunState.ACCEPTED
+    with_run = store.current_version(BaseData.load(settings))
+
+    queue_for_runs_accepted_meanwhile(settings, finished(with_run.id), celery)
+    assert JobStore(settings).recent() == []  # the run was in it: nothing to do
+    queue_for_runs_accepted_meanwhile(settings, finished(trained_on.id), celery)
+    (job,) = JobStore(settings).recent()
+    assert (job.state, job.request.reason) == (JobState.QUEUED, "1 new labelled run")
+
+
+def finished(data_version: str) -> RetrainReport:
+    """What the worker knows of a finished retrain, as far as this trigger reads it."""
+    return cast(RetrainReport, SimpleNamespace(data_version=data_version))

@@ -17,12 +17,14 @@ from celery.exceptions import SoftTimeLimitExceeded
 from cncwear.core.choices import DEFAULT_CANDIDATES
 from cncwear.core.errors import CncwearError
 from cncwear.core.settings import Settings
+from cncwear.data.runs.store import RunStore
 from cncwear.jobs.queue import NEW_DATA_TASK, RETRAIN_TASK, SCHEDULED_RETRAIN_TASK
 from cncwear.jobs.store import Job, JobStore, resolve_data_dir
 from cncwear.jobs.triggers import (
     NO_NEW_DATA,
     NewDataCheck,
     check_new_data,
+    queue_after_accepted_runs,
     queue_if_new_data,
     queue_scheduled_retrain,
 )
@@ -37,7 +39,7 @@ logger = logging.getLogger(__name__)
 def register_tasks(app: Celery, settings: TrainerSettings) -> None:
     @app.task(name=RETRAIN_TASK)  # type: ignore[untyped-decorator]
     def run_retrain(job_id: str) -> None:
-        run_job(settings, job_id)
+        run_job(settings, job_id, app)
 
     # Beat's triggers: they only queue a retrain (through the de-duplicated queue) when due.
     @app.task(name=SCHEDULED_RETRAIN_TASK, acks_late=False)  # type: ignore[untyped-decorator]
@@ -52,7 +54,7 @@ def register_tasks(app: Celery, settings: TrainerSettings) -> None:
         return None if check.job is None else check.job.job_id
 
 
-def run_job(settings: TrainerSettings, job_id: str) -> None:
+def run_job(settings: TrainerSettings, job_id: str, celery: Celery) -> None:
     """Run one delivery of a retrain job. Safe to run again for the same job after a crash: the
     retrain registers at most one model version per job."""
     jobs = JobStore(settings)
@@ -90,9 +92,24 @@ def run_job(settings: TrainerSettings, job_id: str) -> None:
         jobs.finish(job_id, result=summarise(report))
         record_success(report.decision.outcome, time.monotonic() - started)
         logger.info("retrain %s: %s", job_id, report.decision.reason)
+        queue_for_runs_accepted_meanwhile(settings, report, celery)
     finally:
         timer.close()
         jobs.close()
+
+
+def queue_for_runs_accepted_meanwhile(
+    settings: Settings, report: RetrainReport, celery: Celery
+) -> None:
+    """A run accepted while this retrain ran found it queued and joined it, but the retrain learnt
+    from the dataset version fixed at its start: the after-runs trigger looks again now, so that
+    the run is not left waiting for the next one."""
+    try:
+        store = RunStore(settings)
+        if store.accepted_since(report.data_version):
+            queue_after_accepted_runs(settings, celery, store)
+    except Exception as error:  # the next accepted run, the beat check or the schedule will
+        logger.error("could not queue a retrain for runs accepted meanwhile: %s", error)
 
 
 def _check_new_data(settings: Settings, job: Job, jobs: JobStore) -> NewDataCheck | None:

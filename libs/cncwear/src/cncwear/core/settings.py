@@ -136,9 +136,9 @@ class Settings(BaseSettings):
     set). Empty: no scheduled retrains. Fired by ``cncwear-trainer beat``."""
 
     new_data_check_seconds: float = Field(default=0.0, ge=0.0)
-    """How often ``cncwear-trainer beat`` compares the content hash of ``data_dir`` with that of
-    the champion's training data and queues a retrain ("new data") when they differ. 0: never
-    (``cncwear retrain --if-new-data`` still checks on demand)."""
+    """How often ``cncwear-trainer beat`` checks whether the latest dataset version (``data_dir``
+    plus the accepted labelled runs) is new to the champion, and queues a retrain ("new data")
+    when it is. 0: never (``cncwear retrain --if-new-data`` still checks on demand)."""
 
     job_retention_seconds: int = Field(default=30 * 24 * 3600, ge=60)
     """How long job records stay readable in Redis."""
