@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -118,34 +119,39 @@ class RunStore:
         numeric = _sensor_matrix(batch.numeric, input_columns)
         process = list(batch.process) or [""] * len(numeric)
         now = time.time()
-        # Statements built once (their compiled form cached): this is on the path of /predict.
-        with self.engine.begin() as db:
+        # On the path of /predict: SQL compiled once per dialect, run on the pooled driver
+        # connection (SQLAlchemy's per-statement work cost more than the database's own).
+        sql = _APPEND_SQL[self.engine.dialect.name]
+        connection = self.engine.raw_connection()
+        try:
+            cursor = connection.cursor()
+            if sql.no_flush_wait and not self.settings.run_append_fsync:
+                cursor.execute(sql.no_flush_wait)  # this transaction only
             # One round trip opens the run or locks it, and says what it holds.
-            postgres = db.dialect.name == "postgresql"
-            if postgres and not self.settings.run_append_fsync:
-                db.execute(_NO_FLUSH_WAIT)  # this transaction only (CNCWEAR_RUN_APPEND_FSYNC)
-            opened = _OPEN_RUN[postgres]
-            state, held, source = db.execute(opened, _new_run(run, PREDICT, now)).one()
+            cursor.execute(sql.open_run, {**_new_run(run, PREDICT, now), "reasons": "[]"})
+            state, held, source = cursor.fetchone() or (None, 0, None)
             if state != RunState.COLLECTING or source != PREDICT:
-                raise RunClosedError(_closed(run, state, source))
+                raise RunClosedError(_closed(run, str(state), str(source)))
             keep = max(0, min(len(numeric), self.settings.run_max_rows - held))
             truncated = keep < len(numeric)
             active = 0
             if keep:
-                active = _insert_batch(
-                    db,
-                    run,
-                    now,
-                    numeric=numeric[:keep],
-                    process=process[:keep],
-                    probability=probability[:keep],
-                    model_version=model_version,
-                    request_id=request_id,
-                )
-            db.execute(
-                _COUNT_ROWS,
+                values = _batch_values(
+                    run, now, numeric[:keep], process[:keep], probability[:keep],
+                    model_version, request_id,
+                )  # fmt: skip
+                cursor.execute(sql.insert_batch, values)
+                active = sum(step in ACTIVE_PROCESSES for step in process[:keep])
+            cursor.execute(
+                sql.count_rows,
                 {"key": run, "added": keep, "active": active, "now": now, "cut": truncated},
             )
+            connection.commit()
+        except BaseException:
+            connection.rollback()
+            raise
+        finally:
+            connection.close()  # back to the pool
         if truncated:
             logger.warning("run %s reached %d rows: truncated", run, self.settings.run_max_rows)
         return AppendOutcome(rows_kept=keep, truncated=truncated, run_rows=held + keep)
@@ -546,19 +552,26 @@ class RunStore:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
+NEW_RUN_COLUMNS = (
+    "run", "state", "source", "first_seen", "last_seen", "rows", "active_rows", "truncated",
+    "reasons",
+)  # fmt: skip
+BATCH_COLUMNS = (
+    "run", "received_at", "rows", "numeric", "process", "probability", "model_version",
+    "request_id",
+)  # fmt: skip
+
+
 def _open_run(dialect: Any) -> Any:
     """Insert a run, or touch the one there (which locks its row): either way, return its state,
     rows and source, for the rest of the transaction to decide on."""
-    statement = dialect.insert(tables.runs)
+    statement = dialect.insert(tables.runs).values({c: bindparam(c) for c in NEW_RUN_COLUMNS})
     return statement.on_conflict_do_update(
         index_elements=[tables.runs.c.run],
         set_={"last_seen": statement.excluded.last_seen},
     ).returning(tables.runs.c.state, tables.runs.c.rows, tables.runs.c.source)
 
 
-_OPEN_RUN = {False: _open_run(sqlite), True: _open_run(postgresql)}
-_NO_FLUSH_WAIT = text("SET LOCAL synchronous_commit = off")
-_INSERT_BATCH = insert(tables.batches)
 _COUNT_ROWS = (
     update(tables.runs)
     .where(tables.runs.c.run == bindparam("key"))
@@ -569,6 +582,35 @@ _COUNT_ROWS = (
         truncated=or_(tables.runs.c.truncated, bindparam("cut")),
     )
 )
+
+
+@dataclass(frozen=True)
+class _AppendSql:
+    """The append's statements in one dialect's SQL, with named parameters."""
+
+    open_run: str
+    insert_batch: str
+    count_rows: str
+    no_flush_wait: str | None = None
+    """PostgreSQL: commit without waiting for the disk (``CNCWEAR_RUN_APPEND_FSYNC``)."""
+
+    @classmethod
+    def of(cls, dialect: Any, open_run: Any, no_flush_wait: str | None = None) -> _AppendSql:
+        def sql(statement: Any) -> str:
+            return str(statement.compile(dialect=dialect))
+
+        insert_batch = insert(tables.batches).values({c: bindparam(c) for c in BATCH_COLUMNS})
+        return cls(sql(open_run), sql(insert_batch), sql(_COUNT_ROWS), no_flush_wait)
+
+
+_APPEND_SQL = {
+    "sqlite": _AppendSql.of(sqlite.pysqlite.dialect(paramstyle="named"), _open_run(sqlite)),
+    "postgresql": _AppendSql.of(
+        postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
+        _open_run(postgresql),
+        no_flush_wait="SET LOCAL synchronous_commit = off",
+    ),
+}
 
 
 def _new_run(run: str, source: str, now: float) -> dict[str, Any]:
@@ -603,22 +645,32 @@ def _insert_batch(
     request_id: str | None,
 ) -> int:
     """Store one batch; returns how many of its rows are active cutting."""
-    db.execute(
-        _INSERT_BATCH,
-        {
-            "run": run,
-            "received_at": now,
-            "rows": len(numeric),
-            "numeric": np.ascontiguousarray(numeric, dtype=np.float64).tobytes(),
-            "process": json.dumps(process),
-            "probability": None
-            if probability is None
-            else np.ascontiguousarray(probability, dtype=np.float64).tobytes(),
-            "model_version": model_version,
-            "request_id": request_id,
-        },
-    )
+    values = _batch_values(run, now, numeric, process, probability, model_version, request_id)
+    db.execute(insert(tables.batches), values)
     return sum(step in ACTIVE_PROCESSES for step in process)
+
+
+def _batch_values(  # noqa: PLR0917 (the columns of a batch, in order)
+    run: str,
+    now: float,
+    numeric: np.ndarray,
+    process: list[str],
+    probability: np.ndarray | None,
+    model_version: str | None,
+    request_id: str | None,
+) -> dict[str, Any]:
+    return {
+        "run": run,
+        "received_at": now,
+        "rows": len(numeric),
+        "numeric": np.ascontiguousarray(numeric, dtype=np.float64).tobytes(),
+        "process": json.dumps(process),
+        "probability": None
+        if probability is None
+        else np.ascontiguousarray(probability, dtype=np.float64).tobytes(),
+        "model_version": model_version,
+        "request_id": request_id,
+    }
 
 
 def _sensor_matrix(numeric: np.ndarray, input_columns: Sequence[str]) -> np.ndarray:
