@@ -9,6 +9,7 @@ WRITTEN_BEFORE = {
     "PARENT_RUN_ID": "mlflow.parentRunId",
     "CANDIDATE": "cncwear.candidate",
     "DATA_HASH": "cncwear.data_hash",
+    "DATA_VERSION": "cncwear.data_version",
     "JOB_ID": "cncwear.job_id",
     "DECISION": "cncwear.promotion.decision",
     "REASON": "cncwear.promotion.reason",
