@@ -38,13 +38,10 @@ flushed). Writes bench/results/learning_curve.json.
 from __future__ import annotations
 
 import argparse
-import asyncio
 import io
 import json
 import os
-import shutil
 import signal
-import socket
 import statistics
 import subprocess
 import sys
@@ -60,6 +57,7 @@ import httpx
 import numpy as np
 import pandas as pd
 import redis
+from loadgen import free_port, load, load_tool, ready
 
 from cncwear.core.choices import DEFAULT_CANDIDATES, AutoMLEngineName, Budget
 from cncwear.core.schema import EXPERIMENT_COLUMN, LABEL_COLUMN, LABELS
@@ -88,21 +86,6 @@ JOB_APPEARS_SECONDS = 30.0
 """How long after an accepted label the bench looks for the retrain it queued."""
 JOB_TIMEOUT_SECONDS = 1800.0
 SERVED_TIMEOUT_SECONDS = 120.0
-
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local file = io.open(os.getenv("BENCH_BODY"), "rb")
-wrk.body = file:read("*a")
-file:close()
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "failed": %d, "p50_ms": %f, "p99_ms": %f}\\n',
-    summary.requests, e.connect + e.read + e.write + e.timeout + e.status,
-    latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-"""
 
 
 @dataclass
@@ -361,19 +344,6 @@ def tails(logs: Path) -> str:
     )
 
 
-def ready(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 # -- one step ----------------------------------------------------------------------------------
 
 
@@ -600,9 +570,8 @@ def measure_overhead(
     conditions round by round (each round its own run id, so no run nears its row cap)."""
     batch = active.rows.sample(n=BATCH_ROWS, random_state=SEED)[columns]
     data = batch.astype(object).to_numpy().tolist()
-    wrk = shutil.which("wrk")
     overhead = Overhead(
-        generator="wrk" if wrk else "asyncio httpx client (wrk not installed)",
+        generator=load_tool(),
         concurrency=concurrency,
         rows=BATCH_ROWS,
     )
@@ -622,21 +591,21 @@ def measure_overhead(
             path.write_text(json.dumps(payload))
             return path
 
-        load(url, body("warm-plain", None), concurrency, 2.0, wrk)
-        load(url, body("warm-run", "bench-overhead/warm-up"), concurrency, 2.0, wrk)
+        load(url, body("warm-plain", None), concurrency, 2.0)
+        load(url, body("warm-run", "bench-overhead/warm-up"), concurrency, 2.0)
         for number in range(rounds):
             conditions = ["without", "with"] if number % 2 == 0 else ["with", "without"]
             for condition in conditions:
                 run = (
                     f"bench-overhead/c{concurrency}-round-{number}" if condition == "with" else None
                 )
-                measured = load(url, body(f"{condition}-{number}", run), concurrency, seconds, wrk)
+                measured = load(url, body(f"{condition}-{number}", run), concurrency, seconds)
                 measured.update(round=number, run=condition == "with")
                 overhead.rounds.append(measured)
                 print(
                     f"  round {number} {condition:7} run: {measured['requests']:6d} requests  "
                     f"p50 {measured['p50_ms']:7.2f} ms  p99 {measured['p99_ms']:7.2f} ms  "
-                    f"failed {measured['failed']}",
+                    f"failed {measured['errors'] + measured['non_2xx']}",
                     flush=True,
                 )
 
@@ -648,51 +617,6 @@ def measure_overhead(
     overhead.p50_ratio = median("p50_ms", True) / median("p50_ms", False)
     overhead.p99_ratio = median("p99_ms", True) / median("p99_ms", False)
     return overhead
-
-
-def load(url: str, body: Path, concurrency: int, seconds: float, wrk: str | None) -> dict[str, Any]:
-    if wrk is not None:
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(WRK_SCRIPT)
-        command = [wrk, "-t", "1", "-c", str(concurrency), "-d", f"{seconds:.0f}s"]
-        command += ["--timeout", "30s", "-s", script.name, url]
-        output = subprocess.run(
-            command,
-            env={**os.environ, "BENCH_BODY": str(body)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        Path(script.name).unlink()
-        measured: dict[str, Any] = json.loads(output.strip().splitlines()[-1])
-        return measured
-    return asyncio.run(_asyncio_load(url, body.read_bytes(), concurrency, seconds))
-
-
-async def _asyncio_load(url: str, body: bytes, concurrency: int, seconds: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    failed = 0
-    deadline = time.perf_counter() + seconds
-    headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
-
-        async def worker() -> None:
-            nonlocal failed
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - started)
-                failed += response.status_code != 200
-
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-    ms = np.asarray(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "failed": failed,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-    }
 
 
 # -- printing -----------------------------------------------------------------------------------

@@ -21,7 +21,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -36,6 +35,7 @@ from typing import Any
 import httpx
 import numpy as np
 import redis
+from loadgen import free_port, ready
 
 from cncwear.core.schema import input_columns
 from cncwear.core.settings import Settings
@@ -114,19 +114,6 @@ def stack(settings: Settings) -> Iterator[tuple[str, int]]:
             os.killpg(process.pid, signal.SIGTERM)
         for process in processes:
             process.wait(timeout=60)
-
-
-def ready(base_url: str) -> bool:
-    try:
-        return httpx.get(f"{base_url}/ready", timeout=2).status_code == 200
-    except httpx.TransportError:
-        return False
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def rss_mb(pid: int) -> float:

@@ -13,11 +13,9 @@ scoring in process, the floor. Batches are sent in the columnar form to both (ML
 from __future__ import annotations
 
 import argparse
-import asyncio
 import json
 import os
 import shutil
-import socket
 import statistics
 import subprocess
 import sys
@@ -28,8 +26,8 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-import numpy as np
 import pandas as pd
+from loadgen import free_port, load
 
 from cncwear.data.dataset import load_dataset
 from cncwear.registry.store import ModelStore
@@ -48,21 +46,6 @@ SCENARIOS = [
     ("1,000-row batch", 1000, 4),
 ]
 
-WRK_SCRIPT = """
-wrk.method = "POST"
-wrk.headers["Content-Type"] = "application/json"
-local file = io.open(os.getenv("BENCH_BODY"), "rb")
-wrk.body = file:read("*a")
-file:close()
-done = function(summary, latency, requests)
-  local e = summary.errors
-  io.write(string.format(
-    '{"requests": %d, "seconds": %f, "errors": %d, "non_2xx": %d, "p50_ms": %f, "p99_ms": %f}\\n',
-    summary.requests, summary.duration / 1e6, e.connect + e.read + e.write + e.timeout,
-    e.status, latency:percentile(50) / 1000, latency:percentile(99) / 1000))
-end
-"""
-
 
 @dataclass
 class Result:
@@ -75,12 +58,6 @@ class Result:
     p50_ms: float
     p99_ms: float
     failed: int
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def wait_for(url: str, process: subprocess.Popen[bytes], timeout: float = 600.0) -> None:
@@ -116,67 +93,6 @@ def bodies(frame: pd.DataFrame, folder: Path) -> dict[tuple[str, int], Path]:
         path.write_text(json.dumps(payload))
         paths[(server, rows)] = path
     return paths
-
-
-def load(url: str, body: Path, concurrency: int, seconds: float) -> dict[str, Any]:
-    wrk = shutil.which("wrk")
-    if wrk is not None:
-        with tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False) as script:
-            script.write(WRK_SCRIPT)
-        command = [
-            wrk,
-            "-t",
-            "1",
-            "-c",
-            str(concurrency),
-            "-d",
-            f"{seconds:.0f}s",
-            "--timeout",
-            "30s",
-            "-s",
-            script.name,
-            url,
-        ]
-        output = subprocess.run(
-            command,
-            env={**os.environ, "BENCH_BODY": str(body)},
-            capture_output=True,
-            text=True,
-            check=True,
-        ).stdout
-        Path(script.name).unlink()
-        return json.loads(output.strip().splitlines()[-1])
-    return asyncio.run(_asyncio_load(url, body.read_bytes(), concurrency, seconds))
-
-
-async def _asyncio_load(url: str, body: bytes, concurrency: int, seconds: float) -> dict[str, Any]:
-    latencies: list[float] = []
-    failed = 0
-    deadline = time.perf_counter() + seconds
-    headers = {"content-type": "application/json"}
-    limits = httpx.Limits(max_connections=concurrency)
-    async with httpx.AsyncClient(timeout=30.0, limits=limits) as client:
-
-        async def worker() -> None:
-            nonlocal failed
-            while time.perf_counter() < deadline:
-                started = time.perf_counter()
-                response = await client.post(url, content=body, headers=headers)
-                latencies.append(time.perf_counter() - started)
-                failed += response.status_code != 200
-
-        started = time.perf_counter()
-        await asyncio.gather(*(worker() for _ in range(concurrency)))
-        elapsed = time.perf_counter() - started
-    ms = np.asarray(latencies) * 1000
-    return {
-        "requests": len(latencies),
-        "seconds": elapsed,
-        "errors": 0,
-        "non_2xx": failed,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-    }
 
 
 def run_scenarios(

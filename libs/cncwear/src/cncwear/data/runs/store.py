@@ -17,7 +17,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,6 +100,7 @@ class RunStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = _engine(settings.data_store_uri(), settings.run_append_fsync)
+        self._writer = _writer_lock(self.engine)
 
     # -- rows in --------------------------------------------------------------------------------
 
@@ -122,8 +124,7 @@ class RunStore:
         # On the path of /predict: SQL compiled once per dialect, run on the pooled driver
         # connection (SQLAlchemy's per-statement work cost more than the database's own).
         sql = _APPEND_SQL[self.engine.dialect.name]
-        connection = self.engine.raw_connection()
-        try:
+        with self._writer, _closing(self.engine.raw_connection()) as connection:
             cursor = connection.cursor()
             if sql.no_flush_wait and not self.settings.run_append_fsync:
                 cursor.execute(sql.no_flush_wait)  # this transaction only
@@ -147,11 +148,6 @@ class RunStore:
                 {"key": run, "added": keep, "active": active, "now": now, "cut": truncated},
             )
             connection.commit()
-        except BaseException:
-            connection.rollback()
-            raise
-        finally:
-            connection.close()  # back to the pool
         if truncated:
             logger.warning("run %s reached %d rows: truncated", run, self.settings.run_max_rows)
         return AppendOutcome(rows_kept=keep, truncated=truncated, run_rows=held + keep)
@@ -808,6 +804,41 @@ def _size_bytes(db: Connection) -> int | None:
         ).scalar_one()
         return None if total is None else int(total)
     return None
+
+
+@contextmanager
+def _closing(connection: Any) -> Iterator[Any]:
+    """A pooled driver connection: committed by the caller, rolled back on any error, and given
+    back to the pool."""
+    try:
+        yield connection
+    except BaseException:
+        connection.rollback()
+        raise
+    finally:
+        connection.close()
+
+
+class _NoLock:
+    def __enter__(self) -> None:
+        return None
+
+    def __exit__(self, *_: object) -> None:
+        return None
+
+
+_writer_locks: dict[str, threading.Lock] = {}
+
+
+def _writer_lock(engine: Engine) -> threading.Lock | _NoLock:
+    """SQLite takes one writer at a time, and a writer that finds the file locked sleeps in steps
+    of up to 100 ms before trying again: the appends of one process take turns on a lock of their
+    own instead, which hands over at once (another process still waits in SQLite's way).
+    PostgreSQL locks rows, not the database: no lock."""
+    if engine.dialect.name != "sqlite":
+        return _NoLock()
+    with _engines_lock:
+        return _writer_locks.setdefault(str(engine.url), threading.Lock())
 
 
 _engines: dict[tuple[str, bool], Engine] = {}
