@@ -198,6 +198,8 @@ def test_the_stack_is_the_configuration_the_acceptance_tests_run(compose: dict[s
         env = every[name]["environment"]
         assert env["MLFLOW_TRACKING_URI"] == "http://mlflow:5000"
         assert env["CNCWEAR_REDIS_URL"] == "redis://redis:6379/0"
+        assert env["CNCWEAR_DATA_STORE_URL"].startswith("postgresql+psycopg://")
+        assert "@postgres:5432/" in env["CNCWEAR_DATA_STORE_URL"]
     assert every["api"]["environment"]["CNCWEAR_API_TOKEN"]
     command = " ".join(every["mlflow"]["command"])
     assert "--serve-artifacts" in command and "--artifacts-destination" in command

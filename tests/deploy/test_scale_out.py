@@ -61,6 +61,10 @@ def stack_environment(tracking: TrackingServer, redis_url: str, home: Path) -> d
         "MLFLOW_TRACKING_URI": tracking.url,
         "MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR": "false",
         "CNCWEAR_REDIS_URL": redis_url,
+        # The labelled runs in the registry's PostgreSQL database, beside MLflow's tables.
+        "CNCWEAR_DATA_STORE_URL": tracking.backend_store_uri.replace(
+            "postgresql://", "postgresql+psycopg://"
+        ),
         "CNCWEAR_HOME": str(home),
         "CNCWEAR_MODEL_NAME": MODEL_NAME,
         "CNCWEAR_API_TOKEN": TOKEN,
