@@ -178,16 +178,10 @@ class RunStore:
             active = 0
             for start in range(0, kept, UPLOAD_CHUNK_ROWS):
                 stop = min(kept, start + UPLOAD_CHUNK_ROWS)
-                active += _insert_batch(
-                    db,
-                    run,
-                    now,
-                    numeric=numeric[start:stop],
-                    process=process[start:stop],
-                    probability=None,
-                    model_version=None,
-                    request_id=None,
-                )
+                chunk = process[start:stop]
+                values = _batch_values(run, now, numeric[start:stop], chunk, None, None, None)
+                db.execute(insert(tables.batches), values)
+                active += sum(step in ACTIVE_PROCESSES for step in chunk)
                 if progress is not None:
                     progress(stop - start)
             db.execute(
@@ -627,23 +621,6 @@ def _closed(run: str, state: str, source: str) -> str:
     if source != PREDICT:
         return f"run {run!r} was uploaded whole: it takes no more rows; stream under a new run id"
     return f"run {run!r} is {state}: it takes no more rows; stream the next job under a new run id"
-
-
-def _insert_batch(
-    db: Connection,
-    run: str,
-    now: float,
-    *,
-    numeric: np.ndarray,
-    process: list[str],
-    probability: np.ndarray | None,
-    model_version: str | None,
-    request_id: str | None,
-) -> int:
-    """Store one batch; returns how many of its rows are active cutting."""
-    values = _batch_values(run, now, numeric, process, probability, model_version, request_id)
-    db.execute(insert(tables.batches), values)
-    return sum(step in ACTIVE_PROCESSES for step in process)
 
 
 def _batch_values(  # noqa: PLR0917 (the columns of a batch, in order)
