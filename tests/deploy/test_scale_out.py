@@ -285,8 +285,10 @@ def test_two_apis_and_two_workers_make_one_job_of_two_requests_and_switch_withou
     # De-duplication: the two requests, one to each API, got the same job; one was created.
     assert accepted["one"]["job_id"] == accepted["other"]["job_id"]
     assert sorted([accepted["one"]["created"], accepted["other"]["created"]]) == [False, True]
+    with stack.client(0) as client:
+        made = [(j["request"]["reason"], j["state"]) for j in client.get("/jobs").json()]
     jobs = redis.Redis.from_url(stack.redis_url)
-    assert jobs.zcard(JOBS_INDEX) == 2  # the first champion's job and this one
+    assert jobs.zcard(JOBS_INDEX) == 2, made  # the first champion's job and this one
     jobs.close()
 
     # The new champion was promoted and both APIs switched to it under load, with no failure.
