@@ -18,7 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
@@ -439,7 +439,8 @@ class RunStore:
                 .where(tables.runs.c.state == RunState.ACCEPTED)
                 .order_by(tables.runs.c.labelled_at, tables.runs.c.run)
             ).all()
-            first_group = max(base.experiment_labels(), default=0) + 1
+            experiments = base.experiment_labels()
+            first_group = max(experiments, default=0) + 1
             members = [
                 VersionRun(
                     run=r.run,
@@ -459,7 +460,7 @@ class RunStore:
                 made_at=time.time(),
                 base_hash=base.content_hash,
                 base_source=base.source,
-                base_experiments=base.experiment_labels(),
+                base_experiments=experiments,
                 runs=members,
             )
             try:
@@ -796,24 +797,16 @@ def _closing(connection: Any) -> Iterator[Any]:
         connection.close()
 
 
-class _NoLock:
-    def __enter__(self) -> None:
-        return None
-
-    def __exit__(self, *_: object) -> None:
-        return None
-
-
 _writer_locks: dict[str, threading.Lock] = {}
 
 
-def _writer_lock(engine: Engine) -> threading.Lock | _NoLock:
+def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
     """SQLite takes one writer at a time, and a writer that finds the file locked sleeps in steps
     of up to 100 ms before trying again: the appends of one process take turns on a lock of their
     own instead, which hands over at once (another process still waits in SQLite's way).
     PostgreSQL locks rows, not the database: no lock."""
     if engine.dialect.name != "sqlite":
-        return _NoLock()
+        return nullcontext()
     with _engines_lock:
         return _writer_locks.setdefault(str(engine.url), threading.Lock())
 
