@@ -13,6 +13,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -80,6 +81,36 @@ def start(
             start_new_session=True,
         )
     return Process(name=name, popen=popen, log=log)
+
+
+@contextmanager
+def api_replicas(
+    env: dict[str, str], logs: Path, count: int = 2
+) -> Iterator[tuple[list[str], list[Process]]]:
+    """``count`` ``cncwear-api`` processes of one environment, each on a free port: their URLs and
+    processes once every one serves its champion; all stopped at the end."""
+    ports = [free_port() for _ in range(count)]
+    processes = [
+        start(
+            [str(BIN / "cncwear-api")],
+            {**env, "CNCWEAR_PORT": str(port)},
+            logs / f"api{index}.log",
+            f"api{index}",
+        )
+        for index, port in enumerate(ports)
+    ]
+    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    try:
+        for url, process in zip(urls, processes, strict=True):
+            wait_until(
+                lambda u=url, p=process: answers(f"{u}/ready") or not p.running(),
+                f"{process.name} to serve the champion",
+            )
+            assert process.running(), process.output()
+        yield urls, processes
+    finally:
+        for process in processes:
+            process.stop()
 
 
 def clean_environment() -> dict[str, str]:

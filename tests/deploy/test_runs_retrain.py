@@ -24,9 +24,8 @@ from cncwear.data.dataset import Dataset
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
 from tests.api.labelled_runs import batches, records, run_label, run_rows
-from tests.helpers import free_port
 
-from .conftest import BIN, Process, answers, clean_environment, start, wait_until
+from .conftest import BIN, api_replicas, clean_environment, start
 
 TOKEN = "runs-retrain-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -39,7 +38,6 @@ RETRAIN_SECONDS = 900.0
 class Loop:
     home: Path
     urls: list[str]
-    processes: list[Process]
 
     def client(self, index: int) -> httpx.Client:
         return httpx.Client(base_url=self.urls[index], timeout=60.0, headers=AUTH)
@@ -62,31 +60,12 @@ def loop(tmp_path: Path, redis_url: str) -> Iterator[Loop]:
         [str(BIN / "cncwear"), "train", "-c", "baseline"], env, tmp_path / "train.log", "train"
     )
     assert weak.popen.wait(timeout=RETRAIN_SECONDS) == 0, weak.output()
-    ports = [free_port(), free_port()]
-    processes = [
-        start([str(BIN / "cncwear-trainer"), "worker"], env, tmp_path / "worker.log", "worker"),
-        *(
-            start(
-                [str(BIN / "cncwear-api")],
-                {**env, "CNCWEAR_PORT": str(port)},
-                tmp_path / f"api{index}.log",
-                f"api{index}",
-            )
-            for index, port in enumerate(ports)
-        ),
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
+    worker = start([str(BIN / "cncwear-trainer"), "worker"], env, tmp_path / "worker.log", "worker")
     try:
-        for url, process in zip(urls, processes[1:], strict=True):
-            wait_until(
-                lambda u=url, p=process: answers(f"{u}/ready") or not p.running(),
-                f"{process.name} to serve the baseline",
-            )
-            assert process.running(), process.output()
-        yield Loop(home, urls, processes)
+        with api_replicas(env, tmp_path) as (urls, _):
+            yield Loop(home, urls)
     finally:
-        for process in processes:
-            process.stop()
+        worker.stop()
 
 
 def test_a_run_streamed_to_two_replicas_and_labelled_trains_the_champion_both_then_serve(

@@ -27,9 +27,9 @@ from cncwear.data.dataset import Dataset
 from cncwear.data.runs.store import RunStore
 from tests.api.conftest import Registry, registry  # noqa: F401  (the session's trained registry)
 from tests.api.labelled_runs import batches, records, run_label, run_rows, sent_equals_stored
-from tests.helpers import TEST_REDIS_URL, free_port, postgres_database
+from tests.helpers import TEST_REDIS_URL, postgres_database
 
-from .conftest import BIN, Process, answers, clean_environment, start, wait_until
+from .conftest import BIN, Process, api_replicas, clean_environment
 
 TOKEN = "shared-runs-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -86,28 +86,8 @@ def replicas(
         "CNCWEAR_RETRAIN_AFTER_RUNS": "0",  # the retrain through a worker is tested elsewhere
         **({"CNCWEAR_DATA_STORE_URL": store_url} if store_url else {}),
     }
-    ports = [free_port(), free_port()]
-    processes = [
-        start(
-            [str(BIN / "cncwear-api")],
-            {**env, "CNCWEAR_PORT": str(port)},
-            root / f"api{index}.log",
-            f"api{index}",
-        )
-        for index, port in enumerate(ports)
-    ]
-    urls = [f"http://127.0.0.1:{port}" for port in ports]
-    try:
-        for url, process in zip(urls, processes, strict=True):
-            wait_until(
-                lambda u=url, p=process: answers(f"{u}/ready") or not p.running(),
-                f"{process.name} to serve the champion",
-            )
-            assert process.running(), process.output()
+    with api_replicas(env, root) as (urls, processes):
         yield Replicas(urls, processes, settings)
-    finally:
-        for process in processes:
-            process.stop()
 
 
 def send(client: httpx.Client, run: str, batch: Any) -> dict[str, Any]:
