@@ -169,8 +169,9 @@ def tracking_server(
         server.stop()
 
 
-@pytest.fixture(scope="package")
+@pytest.fixture(scope="module")
 def redis_url() -> Iterator[str]:
-    """The test Redis database, emptied before and after."""
+    """The test Redis database, emptied before and after each module: one module's jobs, queued
+    tasks and triggers (a retrain its labelled run queued) are not another's."""
     with emptied_redis() as url:
         yield url
