@@ -3,6 +3,14 @@
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
+# kubectl (1.27 or later: its built-in kustomize 5 renders deploy/k8s for tests/deploy/test_k8s_*).
+# Debian's own kubernetes-client is too old (1.20); install kubectl from the Kubernetes project's
+# apt repository (its package "kubectl"), Google Cloud SDK's, or its release binary. Without it
+# those tests fail, saying so; the other tests still run.
+if ! command -v kubectl >/dev/null 2>&1; then
+    echo "install-test-tools: kubectl is missing: install kubectl 1.27+ (see this script)" >&2
+fi
+
 mapfile -t wanted < <(sed -e 's/#.*//' -e 's/[[:space:]]//g' scripts/test-packages.apt | grep -v '^$' || true)
 missing=()
 for package in "${wanted[@]}"; do
