@@ -9,6 +9,7 @@ Not checked here (no cluster): that the pods start, pass their probes, and that 
 
 from __future__ import annotations
 
+import json
 import re
 import shlex
 from pathlib import Path
@@ -16,6 +17,7 @@ from typing import Any
 
 import pytest
 import redis
+import yaml
 from pydantic_settings import BaseSettings
 
 from cncwear.core.settings import Settings
@@ -84,8 +86,6 @@ def env_problems(objects: list[Object]) -> list[str]:
 
 
 def compose_services() -> dict[str, dict[str, Any]]:
-    import yaml
-
     document: dict[str, Any] = interpolate(yaml.safe_load(COMPOSE.read_text()), example_env())
     services: dict[str, dict[str, Any]] = document["services"]
     return services
@@ -229,8 +229,6 @@ def test_metrics_are_scraped_on_the_ports_and_paths_the_services_serve_them(
 
 
 def image_cmd(dockerfile: Path) -> list[str]:
-    import json
-
     (cmd,) = [arguments for keyword, arguments in final_stage(dockerfile) if keyword == "CMD"]
     command: list[str] = json.loads(cmd)
     return command
