@@ -8,9 +8,10 @@ another name or version is 404. Errors are ``{"error": "..."}`` (the spec's erro
 from __future__ import annotations
 
 from importlib.metadata import version as package_version
-from typing import Any
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Request
+from fastapi import Path as PathParam
 
 from cncwear_api.api.errors import InvalidRequestError, ModelNotReadyError, NotFoundError
 from cncwear_api.api.responses import FastJSONResponse
@@ -37,6 +38,9 @@ probes = APIRouter(tags=["open inference protocol v2"])
 """Server metadata, liveness and readiness: open, as ``/health`` and ``/ready`` are."""
 router = APIRouter(tags=["open inference protocol v2"])
 """Model metadata and inference: reads, closed with ``CNCWEAR_PROTECT_READS``."""
+
+ModelName = Annotated[str, PathParam(min_length=1, max_length=256, description="The model")]
+Version = Annotated[str, PathParam(min_length=1, max_length=64, description="Its version")]
 
 
 def _errors(*statuses: int) -> dict[int | str, dict[str, Any]]:
@@ -102,7 +106,7 @@ async def _model_ready(request: Request, name: str, version: str | None) -> Fast
 
 
 READY_RESPONSES: dict[int | str, dict[str, Any]] = {
-    **_errors(404),
+    **_errors(400, 404),
     503: {"model": ModelReady, "description": "No champion loaded yet"},
 }
 
@@ -113,7 +117,7 @@ READY_RESPONSES: dict[int | str, dict[str, Any]] = {
     summary="Model readiness",
     responses=READY_RESPONSES,
 )
-async def model_ready(request: Request, name: str) -> FastJSONResponse:
+async def model_ready(request: Request, name: ModelName) -> FastJSONResponse:
     return await _model_ready(request, name, None)
 
 
@@ -123,7 +127,9 @@ async def model_ready(request: Request, name: str) -> FastJSONResponse:
     summary="Model version readiness",
     responses=READY_RESPONSES,
 )
-async def model_version_ready(request: Request, name: str, version: str) -> FastJSONResponse:
+async def model_version_ready(
+    request: Request, name: ModelName, version: Version
+) -> FastJSONResponse:
     return await _model_ready(request, name, version)
 
 
@@ -131,9 +137,9 @@ async def model_version_ready(request: Request, name: str, version: str) -> Fast
     "/v2/models/{name}",
     response_model=ModelMetadata,
     summary="Model metadata: its inputs (one per raw column) and outputs",
-    responses=_errors(401, 404, 503),
+    responses=_errors(400, 401, 404, 503),
 )
-async def model_metadata(request: Request, name: str) -> FastJSONResponse:
+async def model_metadata(request: Request, name: ModelName) -> FastJSONResponse:
     return FastJSONResponse(oip.model_metadata(_served(request, name, None)))
 
 
@@ -141,9 +147,11 @@ async def model_metadata(request: Request, name: str) -> FastJSONResponse:
     "/v2/models/{name}/versions/{version}",
     response_model=ModelMetadata,
     summary="Model version metadata",
-    responses=_errors(401, 404, 503),
+    responses=_errors(400, 401, 404, 503),
 )
-async def model_version_metadata(request: Request, name: str, version: str) -> FastJSONResponse:
+async def model_version_metadata(
+    request: Request, name: ModelName, version: Version
+) -> FastJSONResponse:
     return FastJSONResponse(oip.model_metadata(_served(request, name, version)))
 
 
@@ -165,7 +173,7 @@ INFER = {
 
 
 @router.post("/v2/models/{name}/infer", summary="Wear of each row", **INFER)  # type: ignore[arg-type]
-async def infer(request: Request, name: str) -> FastJSONResponse:
+async def infer(request: Request, name: ModelName) -> FastJSONResponse:
     return await _infer(request, name, None)
 
 
@@ -174,7 +182,7 @@ async def infer(request: Request, name: str) -> FastJSONResponse:
     summary="Wear of each row, by a given version",
     **INFER,  # type: ignore[arg-type]
 )
-async def infer_version(request: Request, name: str, version: str) -> FastJSONResponse:
+async def infer_version(request: Request, name: ModelName, version: Version) -> FastJSONResponse:
     return await _infer(request, name, version)
 
 
