@@ -17,6 +17,7 @@ import pandas as pd
 import pytest
 import tritonclient.http as triton
 from prometheus_client.parser import text_string_to_metric_families
+from pydantic import SecretStr
 from tritonclient.utils import InferenceServerException
 
 from cncwear.core.schema import PROCESS_COLUMN
@@ -268,3 +269,51 @@ def test_v2_requests_are_counted_with_their_protocol(
     assert v2
     assert {s.labels["protocol"] for s in v2} == {"v2"}
     assert {s.labels["protocol"] for s in samples if s.labels["route"] == "/predict"} == {"cncwear"}
+
+
+def v2_inputs(frame: pd.DataFrame) -> list[dict[str, Any]]:
+    return [
+        {
+            "name": c,
+            "shape": [len(frame)],
+            "datatype": "BYTES" if c == PROCESS_COLUMN else "FP64",
+            "data": frame[c].tolist(),
+        }
+        for c in frame.columns
+    ]
+
+
+def test_rows_scored_through_v2_and_invocations_are_watched_for_drift(
+    http: httpx.Client, registry: Registry, rows: pd.DataFrame
+) -> None:
+    before = http.get("/drift").json()["rows_seen"]
+    infer = f"/v2/models/{registry.model_name}/infer"
+    assert http.post(infer, json={"inputs": v2_inputs(rows.head(7))}).status_code == 200
+    split = {"columns": list(rows.columns), "data": rows.head(5).astype(object).values.tolist()}
+    assert http.post("/invocations", json={"dataframe_split": split}).status_code == 200
+    assert http.get("/drift").json()["rows_seen"] == before + 12
+
+
+def test_with_reads_closed_the_protocol_routes_need_the_token_and_their_probes_do_not(
+    registry: Registry, rows: pd.DataFrame
+) -> None:
+    token = "protocol-reader-token-77"
+    settings = registry.settings(api_token=SecretStr(token), protect_reads=True)
+    auth = {"Authorization": f"Bearer {token}"}
+    infer = f"/v2/models/{registry.model_name}/infer"
+    split = {"columns": list(rows.columns), "data": rows.head(2).astype(object).values.tolist()}
+    with serve(settings) as running, running.client() as client:
+        running.wait_ready()
+        refused = client.post(infer, json={"inputs": v2_inputs(rows.head(2))})
+        assert refused.status_code == 401
+        assert "token" in refused.json()["error"].lower()
+        assert client.post(infer, json={"inputs": v2_inputs(rows.head(2))}, headers=auth).is_success
+        assert client.get(f"/v2/models/{registry.model_name}").status_code == 401
+        refused = client.post("/invocations", json={"dataframe_split": split})
+        assert refused.status_code == 401
+        assert refused.json()["error_code"] == "UNAUTHENTICATED"
+        accepted = client.post("/invocations", json={"dataframe_split": split}, headers=auth)
+        assert accepted.status_code == 200
+        for probe in ("/v2", "/v2/health/live", "/v2/health/ready", "/ping", "/version"):
+            assert client.get(probe).status_code == 200, probe
+        assert client.get(f"/v2/models/{registry.model_name}/ready").status_code == 200

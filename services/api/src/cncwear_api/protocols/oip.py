@@ -94,9 +94,9 @@ def decode(body: bytes, served: ServedModel, max_rows: int) -> tuple[InferenceRe
     for i, output in enumerate(request.outputs or []):
         if output.name not in OUTPUTS:
             _refuse(f"outputs[{i}].name", f"unknown output; the outputs are {', '.join(OUTPUTS)}")
-    values = [_values(i, tensor) for i, tensor in enumerate(request.inputs)]
     if any(t.name == COMPACT_INPUT for t in request.inputs):
-        return request, _compact(request.inputs, values, served)
+        return request, _compact(request.inputs, served)
+    values = [_values(i, tensor) for i, tensor in enumerate(request.inputs)]
     return request, _per_column(request.inputs, values, served)
 
 
@@ -131,6 +131,18 @@ def _values(index: int, tensor: RequestInput) -> list[Any]:
             f"shape {tensor.shape} holds {expected} values, but data has {len(data)}",
         )
     return data
+
+
+def _matrix_rows(index: int, tensor: RequestInput) -> list[list[Any]]:
+    """The rows of an ``[N, K]`` tensor, each a new list: taken as they are when the data is
+    nested by row (as clients send a matrix; no flattening and slicing again), else cut from the
+    flat values."""
+    rows, width = tensor.shape
+    data = tensor.data
+    if len(data) == rows and all(type(row) is list and len(row) == width for row in data):
+        return [list(row) for row in data]
+    flat = _values(index, tensor)
+    return [flat[r * width : (r + 1) * width] for r in range(rows)]
 
 
 def _flatten(data: Sequence[Any]) -> list[Any]:
@@ -176,7 +188,7 @@ def _per_column(
     return Rows(columns=columns, data=[list(row) for row in zip(*values, strict=True)])
 
 
-def _compact(inputs: Sequence[RequestInput], values: list[list[Any]], served: ServedModel) -> Rows:
+def _compact(inputs: Sequence[RequestInput], served: ServedModel) -> Rows:
     """The numeric columns as one ``[N, K]`` tensor, plus the machining step."""
     numeric_columns = served.numeric_columns
     by_name = {t.name: (i, t) for i, t in enumerate(inputs)}
@@ -195,9 +207,8 @@ def _compact(inputs: Sequence[RequestInput], values: list[list[Any]], served: Se
         _refuse(field, f"must have shape [N, {len(numeric_columns)}] (the numeric columns)")
     if numeric.datatype not in NUMBER_TYPES:
         _refuse(field, f"datatype must be {' or '.join(sorted(NUMBER_TYPES))}")
-    rows, width = numeric.shape
-    flat = values[index]
-    data = [flat[r * width : (r + 1) * width] for r in range(rows)]
+    rows = numeric.shape[0]
+    data = _matrix_rows(index, numeric)
     columns = list(numeric_columns)
     if PROCESS_COLUMN in served.input_columns:
         if PROCESS_COLUMN not in by_name:
@@ -207,7 +218,7 @@ def _compact(inputs: Sequence[RequestInput], values: list[list[Any]], served: Se
         if process.shape != [rows]:
             _refuse(f"inputs[{index}] ({PROCESS_COLUMN})", f"must have shape [{rows}]")
         columns.append(PROCESS_COLUMN)
-        for row, step in zip(data, values[index], strict=True):
+        for row, step in zip(data, _values(index, process), strict=True):
             row.append(step)
     return Rows(columns=columns, data=data)
 
