@@ -17,7 +17,7 @@ from cncwear.registry.events import publish_promotion
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.serving.holder import ModelHolder
 
-from .conftest import Registry, RunningServer, records, serve, wait_until
+from .conftest import Registry, RunningServer, records, serve, v2_inputs, wait_until
 
 NO_REDIS = "redis://127.0.0.1:9/0"
 """Nothing listens there: Redis is down."""
@@ -133,15 +133,7 @@ class SteadyV2Client(SteadyClient):
     model: str = ""
 
     def send(self, client: httpx.Client, batch: list[dict[str, Any]]) -> httpx.Response:
-        inputs = [
-            {
-                "name": column,
-                "shape": [len(batch)],
-                "datatype": "BYTES" if isinstance(value, str) else "FP64",
-                "data": [row[column] for row in batch],
-            }
-            for column, value in batch[0].items()
-        ]
+        inputs = v2_inputs(batch)
         return client.post(f"/v2/models/{self.model}/infer", json={"inputs": inputs})
 
     def version_of(self, answer: dict[str, Any]) -> str:

@@ -23,7 +23,7 @@ from tritonclient.utils import InferenceServerException
 from cncwear.core.schema import PROCESS_COLUMN
 from tests.helpers import TEST_REDIS_URL
 
-from .conftest import Registry, RunningServer, records, serve
+from .conftest import Registry, RunningServer, records, serve, v2_inputs
 
 
 @pytest.fixture(scope="module")
@@ -169,15 +169,7 @@ def test_fp32_inputs_are_scored_as_the_same_values_in_float64(
     single = rows.copy()
     numeric = [c for c in rows.columns if c != PROCESS_COLUMN]
     single[numeric] = rows[numeric].to_numpy(np.float32).astype(np.float64)
-    inputs = [
-        {
-            "name": c,
-            "shape": [len(rows)],
-            "datatype": "BYTES" if c == PROCESS_COLUMN else "FP32",
-            "data": single[c].tolist(),
-        }
-        for c in rows.columns
-    ]
+    inputs = v2_inputs(records(single), "FP32")
     response = http.post(f"/v2/models/{registry.model_name}/infer", json={"inputs": inputs})
     assert response.status_code == 200, response.text
     (output,) = [o for o in response.json()["outputs"] if o["name"] == "probability_worn"]
@@ -211,17 +203,7 @@ def test_a_bad_cell_is_named_as_predict_names_it_in_the_error_object(
 ) -> None:
     bad = rows.head(3).copy()
     bad.loc[1, "X1_OutputPower"] = float("nan")
-    body = {
-        "inputs": [
-            {
-                "name": c,
-                "shape": [3],
-                "datatype": "BYTES" if c == PROCESS_COLUMN else "FP64",
-                "data": bad[c].tolist(),
-            }
-            for c in bad.columns
-        ]
-    }
+    body = {"inputs": v2_inputs(records(bad))}
     json_headers = {"content-type": "application/json"}
     path = f"/v2/models/{registry.model_name}/infer"
     response = http.post(path, content=json.dumps(body), headers=json_headers)
@@ -271,24 +253,12 @@ def test_v2_requests_are_counted_with_their_protocol(
     assert {s.labels["protocol"] for s in samples if s.labels["route"] == "/predict"} == {"cncwear"}
 
 
-def v2_inputs(frame: pd.DataFrame) -> list[dict[str, Any]]:
-    return [
-        {
-            "name": c,
-            "shape": [len(frame)],
-            "datatype": "BYTES" if c == PROCESS_COLUMN else "FP64",
-            "data": frame[c].tolist(),
-        }
-        for c in frame.columns
-    ]
-
-
 def test_rows_scored_through_v2_and_invocations_are_watched_for_drift(
     http: httpx.Client, registry: Registry, rows: pd.DataFrame
 ) -> None:
     before = http.get("/drift").json()["rows_seen"]
     infer = f"/v2/models/{registry.model_name}/infer"
-    assert http.post(infer, json={"inputs": v2_inputs(rows.head(7))}).status_code == 200
+    assert http.post(infer, json={"inputs": v2_inputs(records(rows.head(7)))}).status_code == 200
     split = {"columns": list(rows.columns), "data": rows.head(5).astype(object).values.tolist()}
     assert http.post("/invocations", json={"dataframe_split": split}).status_code == 200
     assert http.get("/drift").json()["rows_seen"] == before + 12
@@ -304,10 +274,12 @@ def test_with_reads_closed_the_protocol_routes_need_the_token_and_their_probes_d
     split = {"columns": list(rows.columns), "data": rows.head(2).astype(object).values.tolist()}
     with serve(settings) as running, running.client() as client:
         running.wait_ready()
-        refused = client.post(infer, json={"inputs": v2_inputs(rows.head(2))})
+        refused = client.post(infer, json={"inputs": v2_inputs(records(rows.head(2)))})
         assert refused.status_code == 401
         assert "token" in refused.json()["error"].lower()
-        assert client.post(infer, json={"inputs": v2_inputs(rows.head(2))}, headers=auth).is_success
+        assert client.post(
+            infer, json={"inputs": v2_inputs(records(rows.head(2)))}, headers=auth
+        ).is_success
         assert client.get(f"/v2/models/{registry.model_name}").status_code == 401
         refused = client.post("/invocations", json={"dataframe_split": split})
         assert refused.status_code == 401

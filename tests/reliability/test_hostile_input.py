@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.api.conftest import Registry, records
+from tests.api.conftest import Registry, records, v2_inputs
 
 from .conftest import AUTH, TOKEN, RunningServer, serve
 
@@ -250,15 +250,7 @@ def v2_body(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """One input per column, as MLServer's pandas codec sends them."""
     return {
         "parameters": {"content_type": "pd"},
-        "inputs": [
-            {
-                "name": column,
-                "shape": [len(rows)],
-                "datatype": "BYTES" if isinstance(value, str) else "FP64",
-                "data": [r[column] for r in rows],
-            }
-            for column, value in rows[0].items()
-        ],
+        "inputs": v2_inputs(rows),
     }
 
 
