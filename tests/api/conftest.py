@@ -189,3 +189,17 @@ def server(registry: Registry) -> Iterator[RunningServer]:
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(zip(frame.columns, row, strict=True)) for row in frame.itertuples(index=False)]
+
+
+def v2_inputs(rows: list[dict[str, Any]], numbers: str = "FP64") -> list[dict[str, Any]]:
+    """Records as Open Inference Protocol v2 inputs, one per column (MLServer's pandas codec):
+    ``numbers`` (``FP64``, ``FP32``) for numeric columns, ``BYTES`` for text."""
+    return [
+        {
+            "name": column,
+            "shape": [len(rows)],
+            "datatype": "BYTES" if isinstance(value, str) else numbers,
+            "data": [row[column] for row in rows],
+        }
+        for column, value in rows[0].items()
+    ]

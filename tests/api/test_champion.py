@@ -17,7 +17,7 @@ from cncwear.registry.events import publish_promotion
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.serving.holder import ModelHolder
 
-from .conftest import Registry, RunningServer, records, serve, wait_until
+from .conftest import Registry, RunningServer, records, serve, v2_inputs, wait_until
 
 NO_REDIS = "redis://127.0.0.1:9/0"
 """Nothing listens there: Redis is down."""
@@ -79,14 +79,20 @@ class SteadyClient:
             while not self.stop.is_set():
                 batch = self.rows[:1] if sent % 4 else self.rows
                 try:
-                    response = client.post("/predict", json={"rows": batch})
+                    response = self.send(client, batch)
                 except httpx.HTTPError as error:
                     self.errors.append(repr(error))
                     continue
                 self.statuses[response.status_code] += 1
                 if response.status_code == 200:
-                    self.versions.append(response.json()["model"]["version"])
+                    self.versions.append(self.version_of(response.json()))
                 sent += 1
+
+    def send(self, client: httpx.Client, batch: list[dict[str, Any]]) -> httpx.Response:
+        return client.post("/predict", json={"rows": batch})
+
+    def version_of(self, answer: dict[str, Any]) -> str:
+        return str(answer["model"]["version"])
 
     def seen(self, version: str, times: int = 1) -> bool:
         return self.versions.count(version) >= times
@@ -118,6 +124,44 @@ def test_an_announced_promotion_swaps_at_once_while_clients_keep_sending(
     switch = steady.versions.index(new)
     assert set(steady.versions[:switch]) == {old}
     assert set(steady.versions[switch:]) == {new}  # once switched, never back
+
+
+@dataclass
+class SteadyV2Client(SteadyClient):
+    """The same, through the Open Inference Protocol's ``infer`` (one input per column)."""
+
+    model: str = ""
+
+    def send(self, client: httpx.Client, batch: list[dict[str, Any]]) -> httpx.Response:
+        inputs = v2_inputs(batch)
+        return client.post(f"/v2/models/{self.model}/infer", json={"inputs": inputs})
+
+    def version_of(self, answer: dict[str, Any]) -> str:
+        return str(answer["model_version"])
+
+
+def test_a_swap_while_clients_keep_calling_the_v2_route_fails_no_request(
+    registry: Registry, real_rows: pd.DataFrame
+) -> None:
+    name, (old, new) = registry.new_model(
+        registry.fallback_version, registry.compiled_version, champion=registry.fallback_version
+    )
+    settings = registry.settings(model_name=name, poll_interval_seconds=0.2)
+    with serve(settings) as running:
+        running.wait_ready(old)
+        steady = SteadyV2Client(running.url, records(real_rows.head(50)), model=name)
+        thread = threading.Thread(target=steady.run, daemon=True)
+        thread.start()
+        wait_until(lambda: steady.seen(old, 20), "V2 answers from the old champion")
+        registry.store(name).set_champion(new)
+        wait_until(lambda: steady.seen(new, 20), "V2 answers from the new champion")
+        steady.stop.set()
+        thread.join(timeout=30)
+    assert steady.errors == []
+    assert set(steady.statuses) == {200}
+    switch = steady.versions.index(new)
+    assert set(steady.versions[:switch]) == {old}
+    assert set(steady.versions[switch:]) == {new}
 
 
 def _listening(settings: Settings) -> bool:

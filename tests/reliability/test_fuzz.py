@@ -64,7 +64,10 @@ def test_every_documented_operation_is_fuzzed() -> None:
     labels = {operation.label for operation, _, _ in PLAN}
     assert {
         "POST /predict", "POST /explain", "GET /explain/global", "GET /model", "POST /retrain",
-        "GET /jobs/{job_id}", "GET /drift", "POST /feedback",
+        "GET /jobs/{job_id}", "GET /drift", "POST /feedback", "GET /v2", "GET /v2/health/ready",
+        "GET /v2/models/{name}", "GET /v2/models/{name}/versions/{version}",
+        "GET /v2/models/{name}/ready", "POST /v2/models/{name}/infer",
+        "POST /v2/models/{name}/versions/{version}/infer", "POST /invocations", "GET /ping",
     } <= labels  # fmt: skip
     protected = {operation.label for operation, _, token in PLAN if not token}
     assert {"POST /retrain", "POST /model/refresh", "POST /feedback"} <= protected

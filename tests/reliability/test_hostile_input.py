@@ -11,7 +11,7 @@ import httpx
 import pandas as pd
 import pytest
 
-from tests.api.conftest import Registry, records
+from tests.api.conftest import Registry, records, v2_inputs
 
 from .conftest import AUTH, TOKEN, RunningServer, serve
 
@@ -236,3 +236,176 @@ def test_a_key_given_twice_is_refused_where_fastapi_parses_the_body(
 def test_a_key_given_twice_still_needs_the_token_first(client: httpx.Client) -> None:
     response = post_json(client, "/retrain", b'{"reason": "a", "reason": "b"}')
     assert response.status_code == 401
+
+
+# -- the standard protocols: Open Inference Protocol v2 and MLflow's /invocations ----------------
+
+
+@pytest.fixture
+def infer_path(registry: Registry) -> str:
+    return f"/v2/models/{registry.model_name}/infer"
+
+
+def v2_body(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """One input per column, as MLServer's pandas codec sends them."""
+    return {
+        "parameters": {"content_type": "pd"},
+        "inputs": v2_inputs(rows),
+    }
+
+
+def v2_error(response: httpx.Response) -> str:
+    body = response.json()
+    assert set(body) == {"error"}, body
+    error: str = body["error"]
+    return error
+
+
+def mlflow_error(response: httpx.Response) -> str:
+    body = response.json()
+    assert body["error_code"] in {"BAD_REQUEST", "RESOURCE_LIMIT_EXCEEDED"}, body
+    message: str = body["message"]
+    return message
+
+
+def test_a_body_over_the_limit_is_refused_on_the_protocol_routes(
+    client: httpx.Client, infer_path: str
+) -> None:
+    body = b'{"inputs": [' + b" " * BODY_LIMIT + b"]}"
+    refused = post_json(client, infer_path, body)
+    assert refused.status_code == 413
+    assert f"limit of {BODY_LIMIT} bytes" in v2_error(refused)
+    refused = post_json(client, "/invocations", body)
+    assert refused.status_code == 413
+    assert f"limit of {BODY_LIMIT} bytes" in mlflow_error(refused)
+
+
+def test_a_batch_over_the_row_limit_is_refused_by_its_row_count_on_the_protocol_routes(
+    client: httpx.Client, infer_path: str, row: dict[str, Any]
+) -> None:
+    body = v2_body([row])
+    body["inputs"][0]["shape"] = [10_000_000]
+    refused = post_json(client, infer_path, json.dumps(body).encode())
+    assert refused.status_code == 413
+    assert "10000000 rows" in v2_error(refused)
+    many = {"dataframe_split": {"columns": list(row), "data": [[0]] * 100_001}}
+    refused = post_json(client, "/invocations", json.dumps(many).encode())
+    assert refused.status_code == 413
+    assert "100001 rows" in mlflow_error(refused)
+
+
+@pytest.mark.parametrize("spelling", ["NaN", "Infinity", "-Infinity", "1e999"])
+def test_nan_and_infinity_are_named_by_row_and_column_on_the_protocol_routes(
+    client: httpx.Client, infer_path: str, row: dict[str, Any], spelling: str
+) -> None:
+    rows = [row, {**row, "X1_ActualPosition": "@@"}]
+    body = json.dumps(v2_body(rows)).replace('"@@"', spelling)
+    refused = post_json(client, infer_path, body.encode())
+    assert refused.status_code == 400, spelling
+    assert "row 1, X1_ActualPosition:" in v2_error(refused)
+    body = json.dumps({"dataframe_records": rows}).replace('"@@"', spelling)
+    refused = post_json(client, "/invocations", body.encode())
+    assert refused.status_code == 400, spelling
+    assert "row 1, X1_ActualPosition:" in mlflow_error(refused)
+
+
+def test_a_key_given_twice_is_refused_by_name_on_the_protocol_routes(
+    client: httpx.Client, infer_path: str, row: dict[str, Any]
+) -> None:
+    body = json.dumps(v2_body([row]))
+    twice = body.replace('"parameters":', '"id": "a", "id": "b", "parameters":', 1)
+    refused = post_json(client, infer_path, twice.encode())
+    assert refused.status_code == 400
+    assert "id" in v2_error(refused) and "duplicate" in v2_error(refused).lower()
+    records_body = json.dumps({"dataframe_records": [row]})
+    twice = records_body.replace(
+        '{"X1_ActualPosition"', '{"Z1_OutputVoltage": 0, "X1_ActualPosition"'
+    )
+    refused = post_json(client, "/invocations", twice.encode())
+    assert refused.status_code == 400
+    assert "Z1_OutputVoltage" in mlflow_error(refused)
+
+
+def test_a_wrong_shape_is_refused_naming_the_input(
+    client: httpx.Client, infer_path: str, row: dict[str, Any]
+) -> None:
+    body = v2_body([row, row])
+    body["inputs"][3]["shape"] = [1, 2]
+    refused = post_json(client, infer_path, json.dumps(body).encode())
+    assert refused.status_code == 400
+    assert "inputs[3] (X1_CommandPosition)" in v2_error(refused)
+    assert "shape [N]" in v2_error(refused)
+    body["inputs"][3]["shape"] = [-2]
+    refused = post_json(client, infer_path, json.dumps(body).encode())
+    assert refused.status_code == 400
+    assert "inputs.3.shape" in v2_error(refused)
+
+
+def test_a_shape_that_does_not_match_the_data_length_is_refused_naming_the_input(
+    client: httpx.Client, infer_path: str, row: dict[str, Any]
+) -> None:
+    body = v2_body([row, row])
+    body["inputs"][5]["data"] = body["inputs"][5]["data"][:1]
+    refused = post_json(client, infer_path, json.dumps(body).encode())
+    assert refused.status_code == 400
+    assert "inputs[5] (X1_CommandAcceleration)" in v2_error(refused)
+    assert "holds 2 values, but data has 1" in v2_error(refused)
+
+
+def test_inputs_of_different_row_counts_are_refused_naming_the_input(
+    client: httpx.Client, infer_path: str, row: dict[str, Any]
+) -> None:
+    body = v2_body([row, row])
+    body["inputs"][2] = {**body["inputs"][2], "shape": [1], "data": [1.0]}
+    refused = post_json(client, infer_path, json.dumps(body).encode())
+    assert refused.status_code == 400
+    assert "inputs[2] (X1_ActualAcceleration)" in v2_error(refused)
+
+
+@pytest.mark.parametrize(
+    ("column", "datatype"), [("X1_OutputPower", "BYTES"), ("X1_OutputPower", "INT64"),
+                             ("Machining_Process", "FP64")]
+)  # fmt: skip
+def test_a_wrong_datatype_is_refused_naming_the_input(
+    client: httpx.Client, infer_path: str, row: dict[str, Any], column: str, datatype: str
+) -> None:
+    body = v2_body([row])
+    (tensor,) = [t for t in body["inputs"] if t["name"] == column]
+    tensor["datatype"] = datatype
+    refused = post_json(client, infer_path, json.dumps(body).encode())
+    assert refused.status_code == 400
+    assert f"({column}): datatype must be" in v2_error(refused)
+
+
+def test_a_wrong_compact_shape_is_refused_naming_the_compact_input(
+    client: httpx.Client, infer_path: str, row: dict[str, Any]
+) -> None:
+    numbers = [v for v in row.values() if not isinstance(v, str)]
+    body = {
+        "inputs": [
+            {"name": "numeric", "shape": [1, len(numbers) - 1], "datatype": "FP64",
+             "data": numbers[:-1]},
+            {"name": "Machining_Process", "shape": [1], "datatype": "BYTES",
+             "data": [row["Machining_Process"]]},
+        ]
+    }  # fmt: skip
+    refused = post_json(client, infer_path, json.dumps(body).encode())
+    assert refused.status_code == 400
+    assert "inputs[0] (numeric): must have shape [N, " in v2_error(refused)
+
+
+def test_rows_of_the_wrong_length_in_dataframe_split_are_named_by_row(
+    client: httpx.Client, row: dict[str, Any]
+) -> None:
+    body = {"dataframe_split": {"columns": list(row), "data": [list(row.values()), [1.0, 2.0]]}}
+    refused = post_json(client, "/invocations", json.dumps(body).encode())
+    assert refused.status_code == 400
+    assert "row 1, *: has 2 values" in mlflow_error(refused)
+
+
+def test_a_csv_body_that_is_not_a_table_is_refused_in_mlflows_shape(client: httpx.Client) -> None:
+    refused = client.post(
+        "/invocations", content=b'a,b\n"1,2\n', headers={"content-type": "text/csv"}
+    )
+    assert refused.status_code == 400
+    assert "CSV" in mlflow_error(refused)

@@ -29,10 +29,12 @@ from cncwear_api.api.routes import (
     drift,
     explain,
     health,
+    invocations,
     jobs,
     model,
     predict,
     runs,
+    v2,
 )
 from cncwear_api.api.routes import metrics as metrics_route
 from cncwear_api.core.log import configure_logging
@@ -129,6 +131,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     reads = [WriteAccess] if settings.protect_reads else []
     routers = (
         predict.router,
+        v2.router,
+        invocations.router,
         explain.router,
         model.router,
         runs.router,
@@ -140,6 +144,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
     for router in routers:
         app.include_router(router, dependencies=reads)
     app.include_router(health.router)
+    app.include_router(v2.probes)
+    app.include_router(invocations.probes)
     app.include_router(dashboard.router)
     app.mount(dashboard.ASSETS_PATH, dashboard.assets(), name="dashboard")
     return app

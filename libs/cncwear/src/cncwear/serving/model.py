@@ -69,6 +69,13 @@ class ScoringModel:
             return self.compiled.probability_worn(batch.numeric)
         return pipeline_probability(self.pipeline, batch)
 
+    def class_probabilities(self, batch: Batch) -> np.ndarray:
+        """The probability of each class (one column per class, unworn first) through the
+        pipeline, whatever the runtime: what the version's MLflow pyfunc answers
+        (``predict_proba``), to the last bit, for clients of MLflow's scoring protocol."""
+        frame = batch.frame(self.input_columns)
+        return np.asarray(self.pipeline.predict_proba(frame), dtype=np.float64)
+
 
 def pipeline_probability(pipeline: Pipeline, batch: Batch) -> np.ndarray:
     """Wear probability of each row of a validated batch through the scikit-learn pipeline."""

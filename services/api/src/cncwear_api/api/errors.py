@@ -31,6 +31,8 @@ from cncwear.core.errors import (
     UnknownExplainMethodError,
 )
 from cncwear_api.api.responses import FastJSONResponse
+from cncwear_api.protocols import protocol_of
+from cncwear_api.protocols.errors import protocol_error
 from cncwear_api.schemas.errors import Problem
 
 logger = logging.getLogger(__name__)
@@ -246,6 +248,11 @@ def _request_id(request: Request) -> str | None:
 def _json(
     request: Request, status: int, body: dict[str, Any], headers: dict[str, str] | None = None
 ) -> FastJSONResponse:
+    """The error answer; on the routes of a standard protocol, in that protocol's shape."""
+    protocol = protocol_of(request.url.path)
+    if protocol != "cncwear":
+        status, content = protocol_error(protocol, status, body)
+        return FastJSONResponse(content, status, headers=headers)
     return FastJSONResponse({**body, "request_id": _request_id(request)}, status, headers=headers)
 
 

@@ -1,5 +1,6 @@
 """One middleware (plain ASGI, cheap) around every request: a request id, the body size limit, the
-HTTP metrics, and one log line with route, status, latency and model version."""
+HTTP metrics (by protocol: cncwear's own, v2, mlflow), and one log line with route, status, latency
+and model version."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cncwear_api.api.errors import BodyTooLargeError, NotJsonError
 from cncwear_api.core.log import ACCESS_LOGGER
 from cncwear_api.core.metrics import ApiMetrics
+from cncwear_api.protocols import protocol_of
 
 logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -53,7 +55,8 @@ class RequestMiddleware:
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             quiet = route in QUIET_ROUTES
             if not quiet:
-                self.metrics.observe_request(scope["method"], route, status, seconds)
+                protocol = protocol_of(scope["path"])
+                self.metrics.observe_request(protocol, scope["method"], route, status, seconds)
             level = logging.DEBUG if quiet and status < 400 else logging.INFO
             if logger.isEnabledFor(level):
                 version = state.get("model_version")
@@ -75,12 +78,19 @@ class RequestMiddleware:
         """``receive`` refusing, on every route, a body over the limit (at once when its declared
         length is over, else as soon as the bytes received are) and a body that is not declared
         as JSON. The errors are HTTP exceptions, so the app's handler answers 413 or 415 whichever
-        route was reading the body."""
+        route was reading the body. (The Open Inference Protocol's bodies are JSON even when
+        undeclared, as tritonclient sends them; MLflow's ``/invocations`` checks its own.)"""
         limit = self.max_body_bytes
         declared_length = _header(scope, b"content-length")
         if declared_length.isdigit() and int(declared_length) > limit:
             return _refuse(limit)
-        json_body = _is_json(_header(scope, b"content-type"))
+        content_type = _header(scope, b"content-type")
+        protocol = protocol_of(scope["path"])
+        json_body = (
+            _is_json(content_type)
+            or protocol == "mlflow"
+            or (protocol == "v2" and not content_type)
+        )
         received = 0
 
         async def receive_with_limit() -> Message:

@@ -180,17 +180,18 @@ class ApiMetrics:
         ProcessCollector(registry=r)
         PlatformCollector(registry=r)
         GCCollector(registry=r)
-        http_labels = ["method", "route", "status_class"]
+        http_labels = ["protocol", "method", "route", "status_class"]
         self.http_requests = Counter(
             "cncwear_http_requests",
-            "HTTP requests answered, by route template and status class (probes and scrapes left "
-            "out).",
+            "HTTP requests answered, by protocol (cncwear, v2, mlflow), route template and status "
+            "class (probes and scrapes left out).",
             http_labels,
             registry=r,
         )
         self.http_duration = Histogram(
             "cncwear_http_request_duration_seconds",
-            "Time from request to the end of the response, by route template and status class.",
+            "Time from request to the end of the response, by protocol, route template and status "
+            "class.",
             http_labels,
             buckets=LATENCY_BUCKETS,
             registry=r,
@@ -398,7 +399,7 @@ class ApiMetrics:
         )
         self.run_store = RunStoreCollector(r)
         # Labelled children, looked up once: ``labels()`` costs more than the update itself.
-        self._http: dict[tuple[str, str, str], tuple[Any, Any]] = {}
+        self._http: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
         self._by_version: dict[str, tuple[Any, Any]] = {}
 
     @contextmanager
@@ -442,8 +443,10 @@ class ApiMetrics:
         counters[1].inc(len(probability) - worn)
         self.probability.observe_many(version, probability)
 
-    def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        key = (method, route, f"{status // 100}xx")
+    def observe_request(
+        self, protocol: str, method: str, route: str, status: int, seconds: float
+    ) -> None:
+        key = (protocol, method, route, f"{status // 100}xx")
         children = self._http.get(key)
         if children is None:
             children = (self.http_requests.labels(*key), self.http_duration.labels(*key))

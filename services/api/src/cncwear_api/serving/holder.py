@@ -99,6 +99,10 @@ class ServedModel:
         """Wear probability of each row of a validated batch."""
         return self.scoring.probability_worn(batch)
 
+    def class_probabilities(self, batch: Batch) -> np.ndarray:
+        """Each class's probability through the pipeline (MLflow's pyfunc answer)."""
+        return self.scoring.class_probabilities(batch)
+
 
 def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedModel:
     """Load a registered version for serving: through its compiled form when it has a trusted one,

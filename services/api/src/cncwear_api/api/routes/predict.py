@@ -2,40 +2,27 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 import numpy as np
 from fastapi import APIRouter, Request
-from starlette.concurrency import run_in_threadpool
 
-from cncwear.core.errors import CncwearError, SchemaError
 from cncwear.core.schema import CLASS_NAMES
-from cncwear.serving.batch import Batch, to_batch
 from cncwear.serving.scoring import THRESHOLD
 from cncwear_api.api.deps import CurrentModel
-from cncwear_api.api.errors import RunStoreUnavailableError
 from cncwear_api.api.json_body import parse_rows_body
 from cncwear_api.api.responses import FastJSONResponse
-from cncwear_api.core.metrics import ApiMetrics
+from cncwear_api.api.scoring import score_rows
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
 from cncwear_api.schemas.predict import REQUEST_EXAMPLES, PredictRequest, PredictResponse
 from cncwear_api.serving.holder import ServedModel
-from cncwear_api.serving.live_monitoring import LiveMonitoring
-from cncwear_api.serving.runs import Runs
-
-logger = logging.getLogger(__name__)
 
 router = APIRouter(tags=["predict"])
 
 FIELDS_PER_COLUMN = 2
 """A request may name at most twice as many columns as the model takes, a row have at most twice
 as many fields: room to report unknown ones, and a bound on the work a bad body causes."""
-
-INLINE_ROWS = 64
-"""Batches up to this size through the compiled model are scored on the event loop (tens of
-microseconds); larger ones, and scikit-learn, in a worker thread so other requests go on."""
 
 UNWORN, WORN = CLASS_NAMES
 
@@ -75,67 +62,24 @@ UNWORN, WORN = CLASS_NAMES
     },
 )
 async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
-    # Settings and metrics straight from the lifespan state: every dependency costs on this path.
+    # Settings straight from the lifespan state: every dependency costs on this path.
     settings: ApiSettings = request.state.settings
-    metrics: ApiMetrics = request.state.metrics
     body = await request.body()  # its size limited by the request middleware
     payload = parse_rows_body(
         body, PredictRequest, settings.max_batch_rows, FIELDS_PER_COLUMN * len(served.input_columns)
     )
-    request_id: str = request.state.request_id
-    # A run's append is blocking database I/O: it goes to the worker thread with the scoring, one
-    # hop for both. Only small batches without a run are scored on the event loop.
-    runs: Runs | None = None if payload.run is None else request.state.runs
-    try:
-        if runs is None and served.compiled is not None and payload.row_count <= INLINE_ROWS:
-            batch, probability, kept = _serve(served, payload, runs, request_id, metrics)
-        else:
-            batch, probability, kept = await run_in_threadpool(
-                _serve, served, payload, runs, request_id, metrics
-            )
-    except SchemaError:
-        metrics.schema_refusals.inc()
-        raise
-    worn = probability >= THRESHOLD
-    monitoring: LiveMonitoring = request.state.monitoring
-    if monitoring.enabled:
-        monitoring.observe(served, batch.numeric, probability, worn, request_id)
-    answer = _answer(served, probability, worn, request_id, metrics)
-    if kept is not None:
-        answer["run"] = kept
+    scored = await score_rows(request, served, payload, payload.run)
+    answer = _answer(served, scored.probability, scored.worn, request.state.request_id)
+    if scored.run is not None:
+        answer["run"] = scored.run
     return FastJSONResponse(answer)
 
 
-def _serve(
-    served: ServedModel,
-    payload: PredictRequest,
-    runs: Runs | None,
-    request_id: str,
-    metrics: ApiMetrics,
-) -> tuple[Batch, np.ndarray, dict[str, Any] | None]:
-    """Validate and score the batch; with a run, store it (committed before this returns)."""
-    batch = to_batch(payload, served.input_columns)
-    with metrics.time_inference(served.runtime, served.version):
-        probability = served.probability_worn(batch)
-    if runs is None or payload.run is None:
-        return batch, probability, None
-    kept = _append(
-        runs, payload.run, served, batch, probability=probability, request_id=request_id,
-        metrics=metrics,
-    )  # fmt: skip
-    return batch, probability, kept
-
-
 def _answer(
-    served: ServedModel,
-    probability: np.ndarray,
-    worn: np.ndarray,
-    request_id: str,
-    metrics: ApiMetrics,
+    served: ServedModel, probability: np.ndarray, worn: np.ndarray, request_id: str
 ) -> dict[str, Any]:
     worn_rows = int(worn.sum())
     mean = float(probability.mean())
-    metrics.observe_predictions(served.version, probability, worn_rows)
     labels = np.where(worn, WORN, UNWORN).tolist()
     return {
         "model": {"name": served.name, "version": served.version},
@@ -150,44 +94,4 @@ def _answer(
             "worn_rows": worn_rows,
         },
         "request_id": request_id,
-    }
-
-
-def _append(
-    runs: Runs,
-    run: str,
-    served: ServedModel,
-    batch: Batch,
-    *,
-    probability: np.ndarray,
-    request_id: str,
-    metrics: ApiMetrics,
-) -> dict[str, Any]:
-    """The batch appended to its run (one transaction), and what became of it. Blocking."""
-    try:
-        outcome = runs.store.append(
-            run,
-            batch,
-            input_columns=served.input_columns,
-            probability=probability,
-            model_version=served.version,
-            request_id=request_id,
-        )
-    except CncwearError:  # a closed run: the client's to act on (409)
-        raise
-    except Exception as error:
-        metrics.run_append_failures.inc()
-        logger.error("could not append to run %r: %s", run, error)
-        raise RunStoreUnavailableError(
-            f"the rows could not be stored in run {run!r} ({type(error).__name__}); nothing was "
-            "kept: send the request again"
-        ) from error
-    metrics.run_rows_appended.inc(outcome.rows_kept)
-    if outcome.truncated:
-        metrics.run_truncated_appends.inc()
-    return {
-        "id": run,
-        "rows": outcome.rows_kept,
-        "run_rows": outcome.run_rows,
-        "truncated": outcome.truncated,
     }
