@@ -73,12 +73,12 @@ class GroupAppender:
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
 
-    def append(self, pending: PendingAppend) -> AppendOutcome:
-        """Hand the batch to the writer and wait until it is committed (or refused)."""
+    def submit(self, pending: PendingAppend) -> Future[AppendOutcome]:
+        """Hand the batch to the writer: the future is done once it is committed (or refused)."""
         if self._thread is None:
             self._start()
         self._queue.put(pending)
-        return pending.done.result()
+        return pending.done
 
     def _start(self) -> None:
         """On the first append, not before: a process that forks (a worker pool) before it

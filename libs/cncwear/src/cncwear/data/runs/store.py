@@ -18,6 +18,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -121,7 +122,25 @@ class RunStore:
         """Add a batch that ``/predict`` answered to its run (opened by its first batch), with what
         the champion predicted; committed on return. Past ``CNCWEAR_RUN_MAX_ROWS`` the rest of the
         batch is left out and the run marked truncated."""
-        return self._appender.append(
+        return self.submit(
+            run, batch, input_columns=input_columns, probability=probability,
+            model_version=model_version, request_id=request_id,
+        ).result()  # fmt: skip
+
+    def submit(
+        self,
+        run: str,
+        batch: Batch,
+        *,
+        input_columns: Sequence[str],
+        probability: np.ndarray,
+        model_version: str,
+        request_id: str,
+    ) -> Future[AppendOutcome]:
+        """:meth:`append` without the wait: done once committed (or refused). An event loop
+        awaits it without a thread of its own (``asyncio.wrap_future``). An invalid run id is
+        refused at once."""
+        return self._appender.submit(
             PendingAppend(
                 run=check_run_id(run),
                 numeric=_sensor_matrix(batch.numeric, input_columns),
@@ -525,20 +544,33 @@ class RunStore:
 
 def _sensor_matrix(numeric: np.ndarray, input_columns: Sequence[str]) -> np.ndarray:
     """The schema's sensor columns of a batch, whatever else the model takes besides."""
-    return numeric[:, _sensor_positions(tuple(input_columns))]
+    return numeric[:, _sensor_positions(input_columns)]
 
 
-_positions: dict[tuple[str, ...], list[int]] = {}
+MAX_COLUMN_LISTS = 64
+_positions: dict[int, tuple[Sequence[str], slice | np.ndarray]] = {}
 
 
-def _sensor_positions(input_columns: tuple[str, ...]) -> list[int]:
-    if input_columns not in _positions:
-        names = numeric_columns(input_columns)
-        missing = [c for c in SENSOR_NUMERIC_COLUMNS if c not in names]
-        if missing:
-            raise ValueError(f"the model's columns lack sensor column(s) {missing}")
-        _positions[input_columns] = [names.index(c) for c in SENSOR_NUMERIC_COLUMNS]
-    return _positions[input_columns]
+def _sensor_positions(input_columns: Sequence[str]) -> slice | np.ndarray:
+    """Where the sensor columns are among the model's numeric ones: a slice when they come
+    first and in order (the bundled models; no copy on ``/predict``'s path), else an index."""
+    known = _positions.get(id(input_columns))
+    if known is not None and known[0] is input_columns:
+        return known[1]
+    names = numeric_columns(input_columns)
+    missing = [c for c in SENSOR_NUMERIC_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"the model's columns lack sensor column(s) {missing}")
+    positions = [names.index(c) for c in SENSOR_NUMERIC_COLUMNS]
+    where: slice | np.ndarray = (
+        slice(0, len(positions))
+        if positions == list(range(len(positions)))
+        else np.asarray(positions)
+    )
+    if len(_positions) >= MAX_COLUMN_LISTS:  # callers that build a new list each time
+        _positions.clear()
+    _positions[id(input_columns)] = (input_columns, where)  # kept alive: the id stays its own
+    return where
 
 
 def _confusion_by_version(rows: pd.DataFrame, label: int) -> dict[str, list[int]]:

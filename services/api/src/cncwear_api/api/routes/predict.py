@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Any
 
@@ -87,15 +88,19 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
     # hop for both. Only small batches without a run are scored on the event loop.
     runs: Runs | None = None if payload.run is None else request.state.runs
     try:
-        if runs is None and served.compiled is not None and payload.row_count <= INLINE_ROWS:
-            batch, probability, kept = _serve(served, payload, runs, request_id, metrics)
+        if served.compiled is not None and payload.row_count <= INLINE_ROWS:
+            batch, probability = _serve(served, payload, metrics)
         else:
-            batch, probability, kept = await run_in_threadpool(
-                _serve, served, payload, runs, request_id, metrics
-            )
+            batch, probability = await run_in_threadpool(_serve, served, payload, metrics)
     except SchemaError:
         metrics.schema_refusals.inc()
         raise
+    kept = None
+    if runs is not None and payload.run is not None:
+        kept = await _append(
+            runs, payload.run, served, batch, probability=probability, request_id=request_id,
+            metrics=metrics,
+        )  # fmt: skip
     worn = probability >= THRESHOLD
     monitoring: LiveMonitoring = request.state.monitoring
     if monitoring.enabled:
@@ -107,23 +112,13 @@ async def predict(request: Request, served: CurrentModel) -> FastJSONResponse:
 
 
 def _serve(
-    served: ServedModel,
-    payload: PredictRequest,
-    runs: Runs | None,
-    request_id: str,
-    metrics: ApiMetrics,
-) -> tuple[Batch, np.ndarray, dict[str, Any] | None]:
-    """Validate and score the batch; with a run, store it (committed before this returns)."""
+    served: ServedModel, payload: PredictRequest, metrics: ApiMetrics
+) -> tuple[Batch, np.ndarray]:
+    """Validate and score the batch."""
     batch = to_batch(payload, served.input_columns)
     with metrics.time_inference(served.runtime, served.version):
         probability = served.probability_worn(batch)
-    if runs is None or payload.run is None:
-        return batch, probability, None
-    kept = _append(
-        runs, payload.run, served, batch, probability=probability, request_id=request_id,
-        metrics=metrics,
-    )  # fmt: skip
-    return batch, probability, kept
+    return batch, probability
 
 
 def _answer(
@@ -153,7 +148,7 @@ def _answer(
     }
 
 
-def _append(
+async def _append(
     runs: Runs,
     run: str,
     served: ServedModel,
@@ -163,15 +158,19 @@ def _append(
     request_id: str,
     metrics: ApiMetrics,
 ) -> dict[str, Any]:
-    """The batch appended to its run (one transaction), and what became of it. Blocking."""
+    """The batch appended to its run, and what became of it, once committed. The event loop
+    waits for the store's writer (no worker thread blocks on it, so none waits to get the GIL
+    back to say so)."""
     try:
-        outcome = runs.store.append(
-            run,
-            batch,
-            input_columns=served.input_columns,
-            probability=probability,
-            model_version=served.version,
-            request_id=request_id,
+        outcome = await asyncio.wrap_future(
+            runs.store.submit(
+                run,
+                batch,
+                input_columns=served.input_columns,
+                probability=probability,
+                model_version=served.version,
+                request_id=request_id,
+            )
         )
     except CncwearError:  # a closed run: the client's to act on (409)
         raise
