@@ -132,6 +132,37 @@ def test_a_run_is_labelled_once_and_takes_no_rows_after(settings, base) -> None:
         store.label("never-seen", WORN, base.reference)
 
 
+def test_appends_sent_together_are_kept_in_order_and_a_closed_run_refuses_only_its_own(
+    settings, base
+) -> None:
+    """Requests that arrive together share a commit (one writer per database): each still gets
+    its own outcome, in the order sent, and a closed run among them spoils no other run's rows."""
+    store = RunStore(settings)
+    stream(store, "closed", job(base, 3))
+    store.label("closed", WORN, base.reference)
+    rows = job(base, 6).iloc[:600]
+    sent = []
+    for index, batch in enumerate(batches(rows)):
+        for run in ("open", "closed"):
+            sent.append(
+                store.submit(
+                    run, batch, input_columns=COLUMNS, probability=np.full(100, index / 10),
+                    model_version="1", request_id=f"req-{index}",
+                )
+            )  # fmt: skip
+    opened, closed = sent[0::2], sent[1::2]
+    assert [f.result().run_rows for f in opened] == [100, 200, 300, 400, 500, 600]
+    for future in closed:
+        with pytest.raises(RunClosedError, match="takes no more rows"):
+            future.result()
+    kept = store.rows("open")
+    np.testing.assert_array_equal(
+        kept[list(SENSOR_NUMERIC_COLUMNS)], rows[list(SENSOR_NUMERIC_COLUMNS)]
+    )
+    assert kept["probability_worn"].tolist() == [i / 10 for i in range(6) for _ in range(100)]
+    assert store.get("closed").rows == len(job(base, 3))
+
+
 def test_a_rejected_run_keeps_its_rows_and_its_reasons(settings, base) -> None:
     store = RunStore(settings)
     stream(store, "short", job(base, 3).iloc[:150])

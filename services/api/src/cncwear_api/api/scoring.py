@@ -5,8 +5,9 @@ the served version, counted, watched for drift and, with a run, appended to it."
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from typing import Any
 
@@ -56,22 +57,19 @@ async def score_rows(
     probability, as MLflow's pyfunc gives them."""
     metrics: ApiMetrics = request.state.metrics
     request_id: str = request.state.request_id
-    # A run's append is blocking database I/O: it goes to the worker thread with the scoring, one
-    # hop for both. Only small batches without a run are scored on the event loop.
-    runs: Runs | None = None if run is None else request.state.runs
-    inline = runs is None and not classes and served.compiled is not None
-    work = partial(
-        _serve, served, rows, run=run, runs=runs, request_id=request_id, metrics=metrics,
-        classes=classes,
-    )  # fmt: skip
+    inline = not classes and served.compiled is not None and _row_count(rows) <= INLINE_ROWS
+    work = partial(_serve, served, rows, metrics=metrics, classes=classes)
     try:
-        if inline and _row_count(rows) <= INLINE_ROWS:
-            scored = work()
-        else:
-            scored = await run_in_threadpool(work)
+        scored = work() if inline else await run_in_threadpool(work)
     except SchemaError:
         metrics.schema_refusals.inc()
         raise
+    if run is not None:
+        kept = await _append(
+            request.state.runs, run, served, scored.batch, probability=scored.probability,
+            request_id=request_id, metrics=metrics,
+        )  # fmt: skip
+        scored = replace(scored, run=kept)
     monitoring: LiveMonitoring = request.state.monitoring
     if monitoring.enabled:
         batch = scored.batch
@@ -84,16 +82,7 @@ def _row_count(rows: RawRows) -> int:
     return len(rows.rows) if rows.rows is not None else len(rows.data or [])
 
 
-def _serve(
-    served: ServedModel,
-    rows: RawRows,
-    *,
-    run: str | None,
-    runs: Runs | None,
-    request_id: str,
-    metrics: ApiMetrics,
-    classes: bool,
-) -> Scored:
+def _serve(served: ServedModel, rows: RawRows, *, metrics: ApiMetrics, classes: bool) -> Scored:
     batch = to_batch(rows, served.input_columns)
     by_class: np.ndarray | None = None
     with metrics.time_inference(served.runtime, served.version):
@@ -102,16 +91,10 @@ def _serve(
             probability = np.ascontiguousarray(by_class[:, 1])
         else:
             probability = served.probability_worn(batch)
-    kept = None
-    if runs is not None and run is not None:
-        kept = _append(
-            runs, run, served, batch, probability=probability, request_id=request_id,
-            metrics=metrics,
-        )  # fmt: skip
-    return Scored(batch, probability, probability >= THRESHOLD, kept, by_class)
+    return Scored(batch, probability, probability >= THRESHOLD, None, by_class)
 
 
-def _append(
+async def _append(
     runs: Runs,
     run: str,
     served: ServedModel,
@@ -121,15 +104,19 @@ def _append(
     request_id: str,
     metrics: ApiMetrics,
 ) -> dict[str, Any]:
-    """The batch appended to its run (one transaction), and what became of it. Blocking."""
+    """The batch appended to its run, and what became of it, once committed. The event loop
+    waits for the store's writer, which commits the batches that arrive together at once: no
+    worker thread blocks on it (and then waits to get the GIL back to say so)."""
     try:
-        outcome = runs.store.append(
-            run,
-            batch,
-            input_columns=served.input_columns,
-            probability=probability,
-            model_version=served.version,
-            request_id=request_id,
+        outcome = await asyncio.wrap_future(
+            runs.store.submit(
+                run,
+                batch,
+                input_columns=served.input_columns,
+                probability=probability,
+                model_version=served.version,
+                request_id=request_id,
+            )
         )
     except CncwearError:  # a closed run: the client's to act on (409)
         raise

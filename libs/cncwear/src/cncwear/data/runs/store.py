@@ -17,9 +17,8 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, nullcontext
-from dataclasses import dataclass
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -29,13 +28,11 @@ from sqlalchemy import (
     Connection,
     Engine,
     Row,
-    bindparam,
     create_engine,
     delete,
     event,
     func,
     insert,
-    or_,
     select,
     text,
     update,
@@ -59,6 +56,13 @@ from cncwear.core.schema import (
 )
 from cncwear.core.settings import Settings
 from cncwear.data.runs import tables
+from cncwear.data.runs.appends import (
+    UPLOAD,
+    PendingAppend,
+    batch_values,
+    group_appender,
+    new_run,
+)
 from cncwear.data.runs.base import BaseData
 from cncwear.data.runs.checks import Reference, check_run, run_content_hash
 from cncwear.data.runs.ids import RunLabel, RunState, check_run_id
@@ -81,7 +85,6 @@ EXPIRED_COUNTER = "runs_expired"
 AUTOCHECKPOINT_PAGES = 10_000
 """SQLite's write-ahead log is copied into the database by the commit that takes it past this
 many pages (40 MB), unless a background checkpoint has done it first."""
-PREDICT, UPLOAD = "predict", "upload"
 LABELLED = (RunState.ACCEPTED, RunState.REJECTED)
 """States of a run with a label that stands (a withdrawn run's label was wrong, or in doubt)."""
 
@@ -100,7 +103,9 @@ class RunStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = _engine(settings.data_store_uri(), settings.run_append_fsync)
-        self._writer = _writer_lock(self.engine)
+        self._appender = group_appender(
+            self.engine, max_rows=settings.run_max_rows, fsync=settings.run_append_fsync
+        )
 
     # -- rows in --------------------------------------------------------------------------------
 
@@ -117,40 +122,34 @@ class RunStore:
         """Add a batch that ``/predict`` answered to its run (opened by its first batch), with what
         the champion predicted; committed on return. Past ``CNCWEAR_RUN_MAX_ROWS`` the rest of the
         batch is left out and the run marked truncated."""
-        run = check_run_id(run)
-        numeric = _sensor_matrix(batch.numeric, input_columns)
-        process = list(batch.process) or [""] * len(numeric)
-        now = time.time()
-        # On the path of /predict: SQL compiled once per dialect, run on the pooled driver
-        # connection (SQLAlchemy's per-statement work cost more than the database's own).
-        sql = _APPEND_SQL[self.engine.dialect.name]
-        with self._writer, _closing(self.engine.raw_connection()) as connection:
-            cursor = connection.cursor()
-            if sql.no_flush_wait and not self.settings.run_append_fsync:
-                cursor.execute(sql.no_flush_wait)  # this transaction only
-            # One round trip opens the run or locks it, and says what it holds.
-            cursor.execute(sql.open_run, {**_new_run(run, PREDICT, now), "reasons": "[]"})
-            state, held, source = cursor.fetchone() or (None, 0, None)
-            if state != RunState.COLLECTING or source != PREDICT:
-                raise RunClosedError(_closed(run, str(state), str(source)))
-            keep = max(0, min(len(numeric), self.settings.run_max_rows - held))
-            truncated = keep < len(numeric)
-            active = 0
-            if keep:
-                values = _batch_values(
-                    run, now, numeric[:keep], process[:keep], probability[:keep],
-                    model_version, request_id,
-                )  # fmt: skip
-                cursor.execute(sql.insert_batch, values)
-                active = sum(step in ACTIVE_PROCESSES for step in process[:keep])
-            cursor.execute(
-                sql.count_rows,
-                {"key": run, "added": keep, "active": active, "now": now, "cut": truncated},
+        return self.submit(
+            run, batch, input_columns=input_columns, probability=probability,
+            model_version=model_version, request_id=request_id,
+        ).result()  # fmt: skip
+
+    def submit(
+        self,
+        run: str,
+        batch: Batch,
+        *,
+        input_columns: Sequence[str],
+        probability: np.ndarray,
+        model_version: str,
+        request_id: str,
+    ) -> Future[AppendOutcome]:
+        """:meth:`append` without the wait: done once committed (or refused). An event loop
+        awaits it without a thread of its own (``asyncio.wrap_future``). An invalid run id is
+        refused at once."""
+        return self._appender.submit(
+            PendingAppend(
+                run=check_run_id(run),
+                numeric=_sensor_matrix(batch.numeric, input_columns),
+                process=list(batch.process) or [""] * len(batch.numeric),
+                probability=probability,
+                model_version=model_version,
+                request_id=request_id,
             )
-            connection.commit()
-        if truncated:
-            logger.warning("run %s reached %d rows: truncated", run, self.settings.run_max_rows)
-        return AppendOutcome(rows_kept=keep, truncated=truncated, run_rows=held + keep)
+        )
 
     def upload(
         self,
@@ -172,14 +171,14 @@ class RunStore:
         with self.engine.begin() as db:
             try:
                 with db.begin_nested():
-                    db.execute(insert(tables.runs).values(**_new_run(run, UPLOAD, now)))
+                    db.execute(insert(tables.runs).values(**new_run(run, UPLOAD, now)))
             except IntegrityError:
                 raise RunClosedError(f"run {run!r} exists already: choose another id") from None
             active = 0
             for start in range(0, kept, UPLOAD_CHUNK_ROWS):
                 stop = min(kept, start + UPLOAD_CHUNK_ROWS)
                 chunk = process[start:stop]
-                values = _batch_values(run, now, numeric[start:stop], chunk, None, None, None)
+                values = batch_values(run, now, numeric[start:stop], chunk, None, None, None)
                 db.execute(insert(tables.batches), values)
                 active += sum(step in ACTIVE_PROCESSES for step in chunk)
                 if progress is not None:
@@ -543,126 +542,35 @@ class RunStore:
 # -- helpers ---------------------------------------------------------------------------------------
 
 
-NEW_RUN_COLUMNS = (
-    "run", "state", "source", "first_seen", "last_seen", "rows", "active_rows", "truncated",
-    "reasons",
-)  # fmt: skip
-BATCH_COLUMNS = (
-    "run", "received_at", "rows", "numeric", "process", "probability", "model_version",
-    "request_id",
-)  # fmt: skip
-
-
-def _open_run(dialect: Any) -> Any:
-    """Insert a run, or touch the one there (which locks its row): either way, return its state,
-    rows and source, for the rest of the transaction to decide on."""
-    statement = dialect.insert(tables.runs).values({c: bindparam(c) for c in NEW_RUN_COLUMNS})
-    return statement.on_conflict_do_update(
-        index_elements=[tables.runs.c.run],
-        set_={"last_seen": statement.excluded.last_seen},
-    ).returning(tables.runs.c.state, tables.runs.c.rows, tables.runs.c.source)
-
-
-_COUNT_ROWS = (
-    update(tables.runs)
-    .where(tables.runs.c.run == bindparam("key"))
-    .values(
-        rows=tables.runs.c.rows + bindparam("added"),
-        active_rows=tables.runs.c.active_rows + bindparam("active"),
-        last_seen=bindparam("now"),
-        truncated=or_(tables.runs.c.truncated, bindparam("cut")),
-    )
-)
-
-
-@dataclass(frozen=True)
-class _AppendSql:
-    """The append's statements in one dialect's SQL, with named parameters."""
-
-    open_run: str
-    insert_batch: str
-    count_rows: str
-    no_flush_wait: str | None = None
-    """PostgreSQL: commit without waiting for the disk (``CNCWEAR_RUN_APPEND_FSYNC``)."""
-
-    @classmethod
-    def of(cls, dialect: Any, open_run: Any, no_flush_wait: str | None = None) -> _AppendSql:
-        def sql(statement: Any) -> str:
-            return str(statement.compile(dialect=dialect))
-
-        insert_batch = insert(tables.batches).values({c: bindparam(c) for c in BATCH_COLUMNS})
-        return cls(sql(open_run), sql(insert_batch), sql(_COUNT_ROWS), no_flush_wait)
-
-
-_APPEND_SQL = {
-    "sqlite": _AppendSql.of(sqlite.pysqlite.dialect(paramstyle="named"), _open_run(sqlite)),
-    "postgresql": _AppendSql.of(
-        postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
-        _open_run(postgresql),
-        no_flush_wait="SET LOCAL synchronous_commit = off",
-    ),
-}
-
-
-def _new_run(run: str, source: str, now: float) -> dict[str, Any]:
-    return {
-        "run": run,
-        "state": RunState.COLLECTING.value,
-        "source": source,
-        "first_seen": now,
-        "last_seen": now,
-        "rows": 0,
-        "active_rows": 0,
-        "truncated": False,
-        "reasons": [],
-    }
-
-
-def _closed(run: str, state: str, source: str) -> str:
-    if source != PREDICT:
-        return f"run {run!r} was uploaded whole: it takes no more rows; stream under a new run id"
-    return f"run {run!r} is {state}: it takes no more rows; stream the next job under a new run id"
-
-
-def _batch_values(  # noqa: PLR0917 (the columns of a batch, in order)
-    run: str,
-    now: float,
-    numeric: np.ndarray,
-    process: list[str],
-    probability: np.ndarray | None,
-    model_version: str | None,
-    request_id: str | None,
-) -> dict[str, Any]:
-    return {
-        "run": run,
-        "received_at": now,
-        "rows": len(numeric),
-        "numeric": np.ascontiguousarray(numeric, dtype=np.float64).tobytes(),
-        "process": json.dumps(process),
-        "probability": None
-        if probability is None
-        else np.ascontiguousarray(probability, dtype=np.float64).tobytes(),
-        "model_version": model_version,
-        "request_id": request_id,
-    }
-
-
 def _sensor_matrix(numeric: np.ndarray, input_columns: Sequence[str]) -> np.ndarray:
     """The schema's sensor columns of a batch, whatever else the model takes besides."""
-    return numeric[:, _sensor_positions(tuple(input_columns))]
+    return numeric[:, _sensor_positions(input_columns)]
 
 
-_positions: dict[tuple[str, ...], list[int]] = {}
+MAX_COLUMN_LISTS = 64
+_positions: dict[int, tuple[Sequence[str], slice | np.ndarray]] = {}
 
 
-def _sensor_positions(input_columns: tuple[str, ...]) -> list[int]:
-    if input_columns not in _positions:
-        names = numeric_columns(input_columns)
-        missing = [c for c in SENSOR_NUMERIC_COLUMNS if c not in names]
-        if missing:
-            raise ValueError(f"the model's columns lack sensor column(s) {missing}")
-        _positions[input_columns] = [names.index(c) for c in SENSOR_NUMERIC_COLUMNS]
-    return _positions[input_columns]
+def _sensor_positions(input_columns: Sequence[str]) -> slice | np.ndarray:
+    """Where the sensor columns are among the model's numeric ones: a slice when they come
+    first and in order (the bundled models; no copy on ``/predict``'s path), else an index."""
+    known = _positions.get(id(input_columns))
+    if known is not None and known[0] is input_columns:
+        return known[1]
+    names = numeric_columns(input_columns)
+    missing = [c for c in SENSOR_NUMERIC_COLUMNS if c not in names]
+    if missing:
+        raise ValueError(f"the model's columns lack sensor column(s) {missing}")
+    positions = [names.index(c) for c in SENSOR_NUMERIC_COLUMNS]
+    where: slice | np.ndarray = (
+        slice(0, len(positions))
+        if positions == list(range(len(positions)))
+        else np.asarray(positions)
+    )
+    if len(_positions) >= MAX_COLUMN_LISTS:  # callers that build a new list each time
+        _positions.clear()
+    _positions[id(input_columns)] = (input_columns, where)  # kept alive: the id stays its own
+    return where
 
 
 def _confusion_by_version(rows: pd.DataFrame, label: int) -> dict[str, list[int]]:
@@ -782,33 +690,6 @@ def _size_bytes(db: Connection) -> int | None:
         ).scalar_one()
         return None if total is None else int(total)
     return None
-
-
-@contextmanager
-def _closing(connection: Any) -> Iterator[Any]:
-    """A pooled driver connection: committed by the caller, rolled back on any error, and given
-    back to the pool."""
-    try:
-        yield connection
-    except BaseException:
-        connection.rollback()
-        raise
-    finally:
-        connection.close()
-
-
-_writer_locks: dict[str, threading.Lock] = {}
-
-
-def _writer_lock(engine: Engine) -> AbstractContextManager[Any]:
-    """SQLite takes one writer at a time, and a writer that finds the file locked sleeps in steps
-    of up to 100 ms before trying again: the appends of one process take turns on a lock of their
-    own instead, which hands over at once (another process still waits in SQLite's way).
-    PostgreSQL locks rows, not the database: no lock."""
-    if engine.dialect.name != "sqlite":
-        return nullcontext()
-    with _engines_lock:
-        return _writer_locks.setdefault(str(engine.url), threading.Lock())
 
 
 _engines: dict[tuple[str, bool], Engine] = {}
