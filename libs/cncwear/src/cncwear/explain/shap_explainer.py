@@ -121,7 +121,14 @@ def _tree_explainer(estimator: Any) -> Any | None:
 
 
 def _tree_values(explainer: Any, rows: pd.DataFrame) -> ShapValues:
-    raw = np.asarray(explainer.shap_values(rows, check_additivity=False), dtype=float)
+    with warnings.catch_warnings():
+        # shap 0.51 warns on every LightGBM call that its binary output's shape changed; the
+        # shapes are handled below
+        warnings.filterwarnings(
+            "ignore", message="LightGBM binary classifier", category=UserWarning
+        )
+        values = explainer.shap_values(rows, check_additivity=False)
+    raw = np.asarray(values, dtype=float)
     expected = np.ravel(np.asarray(explainer.expected_value, dtype=float))
     if raw.ndim == 3:  # classifiers with per-class outputs (trees, forests): keep "worn"
         return ShapValues(base_value=float(expected[1]), values=raw[:, :, 1])
