@@ -347,7 +347,7 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"{ANCHOR_SHARE_TARGET:.0%}: {verdict}); precision min {q['min']:.2f} p10 "
                 f"{q['p10']:.2f} p25 {q['p25']:.2f} median {q['median']:.2f} p75 {q['p75']:.2f}; "
                 f"coverage median {anchor['median_coverage']:.3f}; conditions median "
-                f"{anchor['median_conditions']:.0f} max {anchor['max_conditions']}; "
+                f"{anchor['median_conditions']:.1f} max {anchor['max_conditions']}; "
                 f"{anchor['partial']} partial ({anchor['stopped_by_time']} by time, "
                 f"{anchor['stopped_by_samples']} by samples); time median "
                 f"{anchor['seconds']['median']:.2f} s p95 {anchor['seconds']['p95']:.2f} s (cap "
