@@ -72,6 +72,8 @@ def test_shap_contributions_and_base_value_reproduce_the_reported_probability(
         total = answer.base_value + sum(c.contribution for c in answer.contributions)
         assert abs(total - answer.probability_worn) <= 1e-6
         assert abs(answer.output - answer.probability_worn) <= 1e-6
+        assert answer.additivity_error <= 1e-6
+        assert all(c.terms for c in answer.contributions)  # each feature in raw columns
         served = predicted(client, row)
         assert abs(served["probability_worn"] - answer.probability_worn) <= tolerance
         assert served["label"] == answer.label
@@ -92,6 +94,8 @@ def test_lime_gives_the_top_features_and_the_local_fit_for_the_predicted_class(
     weights = [abs(w.weight) for w in answer.features]
     assert weights == sorted(weights, reverse=True)
     assert answer.score <= 1.0 and answer.samples == server.settings.explain_lime_samples
+    assert answer.min_score == server.settings.explain_lime_min_score
+    assert answer.low_fidelity == (answer.score < answer.min_score)
 
 
 def test_an_anchor_is_a_rule_with_its_precision_and_coverage(
@@ -108,6 +112,9 @@ def test_an_anchor_is_a_rule_with_its_precision_and_coverage(
     assert 0.0 <= answer.precision <= 1.0 and 0.0 <= answer.coverage <= 1.0
     assert answer.threshold == server.settings.explain_anchor_threshold
     assert answer.partial == (answer.stopped_by is not None)
+    assert answer.binning == "model"  # the champion is a forest: bins on its split thresholds
+    assert {c.feature for c in answer.conditions} <= set(answer.candidates)
+    assert all(c.formula for c in answer.conditions)
 
 
 def test_an_unknown_method_gets_422_listing_the_valid_ones(

@@ -10,6 +10,7 @@ from __future__ import annotations
 from enum import StrEnum
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 from urllib.parse import urlsplit
 
 from pydantic import AliasChoices, Field, field_validator, model_validator
@@ -198,8 +199,34 @@ class Settings(BaseSettings):
     """Hard cap on one anchor search; when reached, the best rule found so far is returned, marked
     as partial."""
 
-    explain_anchor_max_samples: int = Field(default=30_000, ge=1000)
+    explain_anchor_max_samples: int = Field(default=100_000, ge=1000)
     """Hard cap on the perturbed rows one anchor search may score (same partial answer)."""
+
+    explain_anchor_binning: Literal["model", "quantile"] = "model"
+    """How anchors cut each feature into bins: ``model``, on the thresholds the model's own trees
+    split on (quartiles for a model without splits); ``quantile``, on quartiles of the training
+    reference, as anchor-exp does by default (kept to compare against)."""
+
+    explain_anchor_thresholds: int = Field(default=16, ge=1, le=64)
+    """Most split thresholds kept per feature for the anchor bins, the ones the model uses most:
+    each one is a candidate condition, and the search slows with their number."""
+
+    explain_anchor_nearest: int = Field(default=1, ge=1)
+    """Candidate conditions per feature and side of the row's value: the bin edges nearest it
+    (tight conditions are the precise ones; the others mostly cost the search samples)."""
+
+    explain_anchor_features: int = Field(default=6, ge=1)
+    """Features an anchor may put conditions on: the row's top ones by absolute SHAP value."""
+
+    explain_anchor_beam_size: int = Field(default=4, ge=1, le=32)
+    """Rules the anchor search keeps at each length (anchor-exp's ``beam_size``)."""
+
+    explain_anchor_batch_size: int = Field(default=100, ge=10)
+    """Perturbed rows the anchor search draws per candidate rule and round (``batch_size``)."""
+
+    explain_lime_min_score: float = Field(default=0.5, ge=0.0, le=1.0)
+    """LIME answers whose local model fits the perturbed rows with an R2 below this are flagged
+    ``low_fidelity``: their weights say little about the model."""
 
     explain_background_rows: int = Field(default=100, ge=10)
     """Background rows (from the model's training reference) of the model-agnostic SHAP explainer

@@ -36,3 +36,37 @@ def holds(item: Condition, value: float) -> bool:
     above = item.lower is None or value > item.lower
     below = item.upper is None or value <= item.upper
     return above and below
+
+
+def inside(item: Condition, values: np.ndarray) -> np.ndarray:
+    """Which of ``values`` the condition holds for."""
+    mask = np.ones(len(values), dtype=bool)
+    if item.lower is not None:
+        mask &= values > item.lower
+    if item.upper is not None:
+        mask &= values <= item.upper
+    return mask
+
+
+def draw_under(
+    reference: np.ndarray,
+    columns: list[str],
+    conditions: list[Condition],
+    rows: int,
+    rng: np.random.Generator,
+) -> np.ndarray:
+    """Reference rows drawn at random with the conditions imposed: a value outside a condition is
+    replaced by a reference value inside it (as anchor-exp's sampler does)."""
+    drawn = reference[rng.integers(0, len(reference), rows)].copy()
+    for item in conditions:
+        column = columns.index(item.feature)
+        values = reference[:, column]
+        options = values[inside(item, values)]
+        outside = ~inside(item, drawn[:, column])
+        if not len(options):  # no reference value inside: a value of the interval
+            if item.upper is not None:
+                options = np.array([item.upper])
+            elif item.lower is not None:
+                options = np.array([np.nextafter(item.lower, np.inf)])
+        drawn[outside, column] = rng.choice(options, int(outside.sum()))
+    return drawn

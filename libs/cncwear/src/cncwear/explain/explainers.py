@@ -7,11 +7,12 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
 
 from cncwear.core.errors import NoReferenceError, Problem, SchemaError
 from cncwear.core.schema import CLASS_NAMES
@@ -20,19 +21,23 @@ from cncwear.data.feature_map import FeatureMap, FeatureStepsError
 from cncwear.data.features import selected_features
 from cncwear.explain import global_views
 from cncwear.explain.anchor_explainer import AnchorExplainer
+from cncwear.explain.decision_path import DecisionPathAnchor
 from cncwear.explain.lime_explainer import LimeExplainer
 from cncwear.explain.model import ModelFunction
 from cncwear.explain.results import (
     AnchorExplanation,
+    Condition,
     ExplainMethod,
     Explanation,
     FeatureContribution,
     GlobalView,
     LimeExplanation,
     LimeWeight,
+    RawTerm,
     ShapExplanation,
 )
 from cncwear.explain.shap_explainer import ShapExplainer
+from cncwear.explain.splits import model_thresholds, thin
 from cncwear.serving.batch import Batch, Rows, of_validated, to_batch
 from cncwear.serving.scoring import THRESHOLD, model_input_columns
 
@@ -60,6 +65,8 @@ class Explainers:
     features: FeatureMap | None = None
     """The feature steps as column picks and differences, when they reduce to that: one row is
     engineered in microseconds instead of the 10 to 30 ms pandas takes through the pipeline."""
+    path_anchor: DecisionPathAnchor | None = None
+    """A single decision tree's anchors: its decision paths (exact, no search)."""
     _global: GlobalView | None = field(default=None, repr=False)
     _global_lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -94,19 +101,26 @@ class Explainers:
                 threshold=settings.explain_anchor_threshold,
                 max_seconds=settings.explain_anchor_max_seconds,
                 max_samples=settings.explain_anchor_max_samples,
+                beam_size=settings.explain_anchor_beam_size,
+                batch_size=settings.explain_anchor_batch_size,
                 seed=seed,
+                edges=_anchor_edges(model, reference, settings),
+                nearest=settings.explain_anchor_nearest,
             ),
             settings=settings,
             build_seconds=0.0,
             features=_feature_map(pipeline, seed),
+            path_anchor=_path_anchor(model, reference, settings),
         )
         explainers.build_seconds = time.perf_counter() - started
         logger.info(
-            "explainers of version %s built in %.2f s (SHAP %s, model path %s, features %s)",
+            "explainers of version %s built in %.2f s (SHAP %s, model path %s, anchor bins %s, "
+            "features %s)",
             version,
             explainers.build_seconds,
             explainers.shap.algorithm,
             model.path,
+            "decision path" if explainers.path_anchor is not None else explainers.anchor.binning,
             "mapped" if explainers.features is not None else "through the pipeline",
         )
         return explainers
@@ -163,15 +177,19 @@ class Explainers:
         batch = self._one_row(row, validated)
         engineered = self._engineered(batch)
         x = engineered.to_numpy(dtype=float)[0]
+        terms = self._terms(batch)
         scored = score(batch) if score is not None else self.model.probability_worn(x[np.newaxis])
         probability = float(scored[0])
         label = int(probability >= THRESHOLD)
         if method is ExplainMethod.SHAP:
             values = self.shap.values(engineered)
+            output = values.base_value + float(np.sum(values.values[0]))
             contributions = sorted(
                 (
-                    FeatureContribution(str(f), float(v), float(c))
-                    for f, v, c in zip(engineered.columns, x, values.values[0], strict=True)
+                    FeatureContribution(str(f), float(v), float(c), terms[j])
+                    for j, (f, v, c) in enumerate(
+                        zip(engineered.columns, x, values.values[0], strict=True)
+                    )
                 ),
                 key=lambda c: -abs(c.contribution),
             )
@@ -185,7 +203,8 @@ class Explainers:
                 output_space=self.shap.output_space,
                 base_value=values.base_value,
                 contributions=contributions,
-                output=values.base_value + float(np.sum(values.values[0])),
+                output=output,
+                additivity_error=abs(output - float(self.shap.model_output(engineered)[0])),
             )
         if method is ExplainMethod.LIME:
             lime = self.lime.explain(x, label)
@@ -204,17 +223,28 @@ class Explainers:
                 intercept=lime.intercept,
                 local_prediction=lime.local_prediction,
                 score=lime.score,
+                min_score=self.settings.explain_lime_min_score,
+                low_fidelity=lime.score < self.settings.explain_lime_min_score,
                 samples=self.lime.samples,
             )
-        anchor = self.anchor.explain(x, label)
+        if self.path_anchor is not None:
+            anchor = self.path_anchor.explain(x, label)
+            binning: Literal["model", "quantile", "decision_path"] = "decision_path"
+            candidates = list(self.anchor.columns)
+        else:
+            top = self._top_features(engineered)
+            anchor = self.anchor.explain(x, label, top)
+            binning = self.anchor.binning
+            candidates = [self.anchor.columns[f] for f in top if f in self.anchor.candidates]
+        conditions = [self._with_formula(c, terms) for c in anchor.conditions]
         return AnchorExplanation(
             model_version=self.version,
             method=method,
             probability_worn=probability,
             label=CLASS_NAMES[label],
             seconds=time.perf_counter() - started,
-            conditions=anchor.conditions,
-            rule=" AND ".join(c.text for c in anchor.conditions) or "(any row)",
+            conditions=conditions,
+            rule=" AND ".join(c.text for c in conditions) or "(any row)",
             precision=anchor.precision,
             coverage=anchor.coverage,
             threshold=self.anchor.threshold,
@@ -222,7 +252,40 @@ class Explainers:
             stopped_by=anchor.stopped_by,
             samples=anchor.samples,
             precision_samples=anchor.precision_samples,
+            binning=binning,
+            candidates=candidates,
         )
+
+    def _top_features(self, engineered: pd.DataFrame) -> list[int]:
+        """The row's features with the largest absolute SHAP values (none that are zero): the
+        only ones an anchor may put conditions on."""
+        values = np.abs(self.shap.values(engineered).values[0])
+        ranked = [int(f) for f in np.argsort(-values, kind="stable") if values[f] > 0]
+        return ranked[: self.settings.explain_anchor_features]
+
+    def _terms(self, batch: Batch) -> list[list[RawTerm]]:
+        """Per engineered feature, the raw columns it is computed from with the row's values."""
+        if self.features is None:
+            return [[] for _ in self.reference.columns]
+        typed = batch.frame(model_input_columns(self.pipeline))
+        raw = typed[self.features.raw_columns].to_numpy(dtype=np.float64)[0]
+        names = self.features.raw_columns
+        out = []
+        for j in range(len(self.features.names)):
+            plus = int(self.features.plus[j])
+            feature = [RawTerm(names[plus], 1, float(raw[plus]))]
+            if self.features.has_minus[j]:
+                minus = int(self.features.minus[j])
+                feature.append(RawTerm(names[minus], -1, float(raw[minus])))
+            out.append(feature)
+        return out
+
+    def _with_formula(self, item: Condition, terms: list[list[RawTerm]]) -> Condition:
+        parts: list[str] = []
+        for term in terms[list(self.reference.columns).index(item.feature)]:
+            sign = "- " if term.sign < 0 else "+ "
+            parts.append(f"{sign if parts else ''}{term.column}")
+        return replace(item, formula=" ".join(parts))
 
     def global_view(self) -> GlobalView:
         """Feature importance, surrogate tree and partial dependence; computed once per version
@@ -255,6 +318,34 @@ class Explainers:
             ),
         )
         return replace(view, seconds=time.perf_counter() - started)
+
+
+def _anchor_edges(
+    model: ModelFunction, reference: pd.DataFrame, settings: Settings
+) -> list[np.ndarray] | None:
+    """Anchor bin edges per feature on the model's split thresholds (``None``: quantile bins,
+    asked for or for a model without splits)."""
+    if settings.explain_anchor_binning != "model":
+        return None
+    splits = model_thresholds(model.estimator, len(reference.columns))
+    if splits is None:
+        return None
+    values = reference.to_numpy(dtype=float)
+    keep = settings.explain_anchor_thresholds
+    return [thin(splits[f], values[:, f], keep) for f in range(values.shape[1])]
+
+
+def _path_anchor(
+    model: ModelFunction, reference: pd.DataFrame, settings: Settings
+) -> DecisionPathAnchor | None:
+    estimator = model.estimator
+    if (
+        isinstance(estimator, DecisionTreeClassifier)
+        and estimator.n_outputs_ == 1
+        and len(estimator.classes_) == 2
+    ):
+        return DecisionPathAnchor(model, estimator, reference, settings.seed)
+    return None
 
 
 def _feature_map(pipeline: Pipeline, seed: int) -> FeatureMap | None:

@@ -4,8 +4,9 @@ LIME and anchors score many small batches, so the cost of one call decides how f
 its time budget. Where scikit-learn's ``predict_proba`` is slow per call, a fast path does the same
 arithmetic: scikit-learn's trees and forests are walked by numba over the flat arrays of
 :mod:`cncwear.serving.trees`; histogram gradient boosting's predictors are called on one thread
-without input validation. A fast path is used only after it reproduced ``predict_proba`` on the
-training reference within ``PARITY_TOLERANCE``. Measurements: ``docs/serving.md``.
+without input validation; a LightGBM booster is called on the array, without the pandas frame and
+checks of its scikit-learn wrapper. A fast path is used only after it reproduced ``predict_proba``
+on the training reference within ``PARITY_TOLERANCE``. Measurements: ``docs/serving.md``.
 """
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from cncwear.serving.trees import PARITY_TOLERANCE, SKLEARN_TREE_MODELS, FlatTre
 
 logger = logging.getLogger(__name__)
 
-Path = Literal["trees", "boosting", "sklearn"]
+Path = Literal["trees", "boosting", "lightgbm", "sklearn"]
 
 
 class ModelFunction:
@@ -46,6 +47,8 @@ class ModelFunction:
                     getattr(estimator, "is_categorical_", None) is None
                 ):
                     candidate = "boosting"
+                elif type(estimator).__module__.startswith("lightgbm"):
+                    candidate = "lightgbm"
             if candidate is not None and len(reference):
                 self.path = candidate
                 gap = float(
@@ -74,6 +77,9 @@ class ModelFunction:
             return _tree_probabilities(self._trees, rows)
         if self.path == "boosting":
             return self._boosting_probabilities(rows)
+        if self.path == "lightgbm":
+            worn = np.asarray(self.estimator.booster_.predict(rows, num_threads=1), dtype=float)
+            return np.column_stack([1.0 - worn, worn])
         return self._sklearn_probabilities(rows)
 
     def probability_worn(self, rows: np.ndarray) -> np.ndarray:

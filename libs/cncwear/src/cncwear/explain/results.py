@@ -48,12 +48,27 @@ class _Answer:
 
 
 @dataclass(frozen=True)
+class RawTerm:
+    """One raw column in an engineered feature: ``feature = sum(sign * value)`` over its terms."""
+
+    column: str
+    sign: int
+    """+1 or -1 (``Command - Actual``: the command's term is +1, the actual's -1)."""
+    value: float
+    """The raw column's value in the explained row."""
+
+
+@dataclass(frozen=True)
 class FeatureContribution:
     feature: str
     """An engineered feature: what the model's estimator sees (see ``cncwear.features``)."""
     value: float
     """The feature's value for the explained row."""
     contribution: float
+    terms: list[RawTerm] = field(default_factory=list)
+    """The raw columns the feature is computed from, with their values in the row: one term for
+    a raw column, two for a command-minus-actual difference; empty when the feature steps are not
+    column picks and differences."""
 
 
 @dataclass(frozen=True)
@@ -68,6 +83,9 @@ class ShapExplanation(_Answer):
     output: float
     """``base_value`` plus the contributions: the model's output in ``output_space``; equals
     ``probability_worn``, or its log-odds for gradient boosting."""
+    additivity_error: float
+    """``|output - the model's own output in output_space|``, measured on every answer: within
+    1e-6 for every model family the candidates produce (tests and ``bench/explain.py`` check)."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +96,9 @@ class Condition:
     lower: float | None
     upper: float | None
     text: str
+    formula: str = ""
+    """The feature in raw columns (``X1_CommandPosition - X1_ActualPosition``, or the column
+    itself); empty when the feature steps are not column picks and differences."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +120,13 @@ class LimeExplanation(_Answer):
     local_prediction: float
     """The local model's probability of ``label`` for the explained row."""
     score: float
-    """R2 of the local model on the weighted perturbed rows: how well it fits the model there."""
+    """R2 of the local model on the weighted perturbed rows (lime's ``score``): how well it fits
+    the model there."""
+    min_score: float
+    """The fit asked for (``CNCWEAR_EXPLAIN_LIME_MIN_SCORE``)."""
+    low_fidelity: bool
+    """``score`` below ``min_score``: the weights describe the local model, which describes the
+    model poorly around this row."""
     samples: int
 
 
@@ -122,6 +149,11 @@ class AnchorExplanation(_Answer):
     """Perturbed rows the model scored during the search (the capped quantity)."""
     precision_samples: int
     """Perturbed rows behind the reported precision."""
+    binning: Literal["model", "quantile", "decision_path"]
+    """Where the conditions' edges come from: the model's split thresholds, quartiles of the
+    training reference (a model without splits), or a decision tree's own path (no search)."""
+    candidates: list[str]
+    """The features the search could put conditions on (the row's top ones by absolute SHAP)."""
 
     @property
     def meets_threshold(self) -> bool:

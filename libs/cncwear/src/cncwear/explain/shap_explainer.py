@@ -3,11 +3,13 @@
 Tree ensembles (scikit-learn's decision trees, random forests, extra trees, gradient boosting and
 histogram gradient boosting) get the exact Tree SHAP algorithm in its path-dependent form: no
 background data, the training distribution is read off the trees' node counts, and the values plus
-the base value add up to the model's output exactly. The interventional form (a background set)
-was slower on deep forests beyond about 30 background rows, and on scikit-learn's histogram
-gradient boosting its values did not add up to the model's output at all (shap 0.51), so it is not
-used. Forests add up to the probability of wear; boosting adds up to the log-odds of wear, the only
-space where its trees are additive (the probability is its logistic function).
+the base value add up to the model's output exactly. LightGBM and XGBoost boosters get it too
+(their output read as the raw score or margin: they have no ``decision_function``). The
+interventional form (a background set) was slower on deep forests beyond about 30 background rows,
+and on scikit-learn's histogram gradient boosting its values did not add up to the model's output
+at all (shap 0.51), so it is not used. Forests add up to the probability of wear; boosting adds up
+to the log-odds of wear, the only space where its trees are additive (the probability is its
+logistic function).
 
 Any other estimator gets the model-agnostic permutation algorithm over a fixed subsample of the
 training reference as background; it is additive by construction (values plus base value equal
@@ -119,7 +121,14 @@ def _tree_explainer(estimator: Any) -> Any | None:
 
 
 def _tree_values(explainer: Any, rows: pd.DataFrame) -> ShapValues:
-    raw = np.asarray(explainer.shap_values(rows, check_additivity=False), dtype=float)
+    with warnings.catch_warnings():
+        # shap 0.51 warns on every LightGBM call that its binary output's shape changed; the
+        # shapes are handled below
+        warnings.filterwarnings(
+            "ignore", message="LightGBM binary classifier", category=UserWarning
+        )
+        values = explainer.shap_values(rows, check_additivity=False)
+    raw = np.asarray(values, dtype=float)
     expected = np.ravel(np.asarray(explainer.expected_value, dtype=float))
     if raw.ndim == 3:  # classifiers with per-class outputs (trees, forests): keep "worn"
         return ShapValues(base_value=float(expected[1]), values=raw[:, :, 1])
@@ -144,4 +153,17 @@ def _output_space(explainer: Any, model: ModelFunction, rows: pd.DataFrame) -> O
 def _model_output(model: ModelFunction, rows: pd.DataFrame, space: OutputSpace) -> np.ndarray:
     if space == "probability":
         return model.probability_worn(rows.to_numpy(dtype=float))
-    return np.asarray(model.estimator.decision_function(rows), dtype=float).ravel()
+    return log_odds(model.estimator, rows)
+
+
+def log_odds(estimator: Any, rows: pd.DataFrame) -> np.ndarray:
+    """The log-odds of wear as the estimator computes it: scikit-learn's ``decision_function``,
+    LightGBM's raw score, XGBoost's margin. Raises ``AttributeError`` for a model with none."""
+    module = type(estimator).__module__.split(".")[0]
+    if module == "lightgbm":
+        raw = estimator.predict(rows, raw_score=True)
+    elif module == "xgboost":
+        raw = estimator.predict(rows, output_margin=True)
+    else:
+        raw = estimator.decision_function(rows)
+    return np.asarray(raw, dtype=float).ravel()

@@ -467,14 +467,42 @@ function renderShap(answer) {
     "contribution",
     top.map((c) => (c.contribution >= 0 ? COLORS.red : COLORS.blue)),
   );
+  // Derived features in raw columns: Z = X1_CommandPosition (12.3) − X1_ActualPosition (12.1)
+  const derived = top.filter((c) => c.terms.length > 1);
+  $("[data-role=raw]", card).replaceChildren(
+    ...derived.map((c) =>
+      el("li", {
+        "data-feature": c.feature,
+        text:
+          `${c.feature} = ` +
+          c.terms.map((t, i) => `${i ? (t.sign < 0 ? "− " : "+ ") : t.sign < 0 ? "−" : ""}${t.column} (${fmt(t.value)})`).join(" ") +
+          ` → ${fmt(c.contribution)}`,
+      }),
+    ),
+  );
+}
+
+// A clear mark when an answer is not to be taken at face value (partial, below its threshold,
+// poor local fit); none when it holds.
+function setFlags(card, flags) {
+  card.dataset.flags = flags.map((f) => f.key).join(" ");
+  $("[data-role=flags]", card).replaceChildren(
+    ...flags.map((f) => el("span", { class: "badge warn", "data-flag": f.key, title: f.title, text: f.text })),
+  );
 }
 
 function renderLime(answer) {
   const card = explainCard("lime");
   card.dataset.state = "done";
   $("[data-role=summary]", card).textContent =
-    `explains "${answer.label}" · local fit R² ${fmt(answer.score)} · local prediction ${fmt(answer.local_prediction)} · ` +
-    `${answer.samples} samples · ${fmt(answer.seconds, 2)} s`;
+    `explains "${answer.label}" · local fit R² ${fmt(answer.score)} (asked ≥ ${fmt(answer.min_score, 2)}) · ` +
+    `local prediction ${fmt(answer.local_prediction)} · ${answer.samples} samples · ${fmt(answer.seconds, 2)} s`;
+  setFlags(
+    card,
+    answer.low_fidelity
+      ? [{ key: "low_fidelity", text: "low fidelity", title: "the local linear model fits the model poorly around this row: read its weights with care" }]
+      : [],
+  );
   const top = answer.features.slice(0, 12);
   horizontalBars(
     "lime-chart",
@@ -489,10 +517,16 @@ function renderAnchor(answer) {
   const card = explainCard("anchor");
   card.dataset.state = "done";
   $("[data-role=summary]", card).textContent =
-    `precision ${fmt(answer.precision)} (asked ${fmt(answer.threshold, 2)}) · coverage ${fmt(answer.coverage)}` +
+    `precision ${fmt(answer.precision)} ${answer.precision >= answer.threshold ? "≥" : "<"} threshold ${fmt(answer.threshold, 2)} · ` +
+    `coverage ${fmt(answer.coverage)}` +
     (answer.partial ? ` · partial: stopped by ${answer.stopped_by}` : "") +
-    ` · ${fmt(answer.seconds, 2)} s`;
-  const conditions = answer.conditions.length ? answer.conditions.map((c) => `  ${c.text}`).join("\n  AND\n") : "  (any row)";
+    ` · ${answer.binning === "decision_path" ? "the tree's decision path" : `${answer.binning} bins`} · ${fmt(answer.seconds, 2)} s`;
+  const flags = [];
+  if (answer.partial) flags.push({ key: "partial", text: "partial", title: `the search hit its cap (${answer.stopped_by}): the best rule so far` });
+  if (answer.precision < answer.threshold) flags.push({ key: "below_threshold", text: "below threshold", title: "the rule holds for fewer rows than asked" });
+  setFlags(card, flags);
+  const line = (c) => `  ${c.text}` + (c.formula && c.formula !== c.feature ? `   [${c.feature} = ${c.formula}]` : "");
+  const conditions = answer.conditions.length ? answer.conditions.map(line).join("\n  AND\n") : "  (any row)";
   $("[data-role=rule]", card).textContent = `IF\n${conditions}\nTHEN ${answer.label}`;
 }
 

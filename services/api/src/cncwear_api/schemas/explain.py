@@ -76,9 +76,12 @@ class ShapExplanationPublic(ExplanationPublic):
     base_value: float
     """Expected model output over the training data, where the contributions start from."""
     contributions: list[FeatureContribution]
-    """One per engineered feature (what the model sees), largest absolute contribution first."""
+    """One per engineered feature (what the model sees), largest absolute contribution first, each
+    with its raw columns (``terms``: one for a raw column, two for command minus actual)."""
     output: float
     """``base_value`` plus the contributions: ``probability_worn`` (or its log-odds)."""
+    additivity_error: float
+    """``|output - the model's own output in output_space|`` for this row (within 1e-6)."""
 
 
 class LimeExplanationPublic(ExplanationPublic):
@@ -89,14 +92,19 @@ class LimeExplanationPublic(ExplanationPublic):
     local_prediction: float
     """The local model's probability of ``label`` for the row."""
     score: float
-    """R2 of the local model on its weighted perturbed rows."""
+    """R2 of the local model on its weighted perturbed rows (lime's ``score``)."""
+    min_score: float
+    """The fit asked for (``CNCWEAR_EXPLAIN_LIME_MIN_SCORE``)."""
+    low_fidelity: bool
+    """``score`` below ``min_score``: the local model describes the model poorly here."""
     samples: int
 
 
 class AnchorExplanationPublic(ExplanationPublic):
     method: Literal["anchor"]
     conditions: list[Condition]
-    """The rule: every condition holds for the row; empty means the label holds anywhere."""
+    """The rule: every condition holds for the row; empty means the label holds anywhere. Stated
+    on the model's features, each with its ``formula`` in raw columns."""
     rule: str
     precision: float = Field(ge=0.0, le=1.0)
     """Share of perturbed rows under the rule that the model labels ``label``."""
@@ -109,6 +117,11 @@ class AnchorExplanationPublic(ExplanationPublic):
     stopped_by: Literal["time", "samples"] | None
     samples: int
     precision_samples: int
+    binning: Literal["model", "quantile", "decision_path"]
+    """Where the conditions' edges come from: the model's split thresholds, quartiles (a model
+    without splits), or a decision tree's own path (exact: precision 1.0, no search)."""
+    candidates: list[str]
+    """The features the search could put conditions on: the row's top ones by absolute SHAP."""
 
 
 ExplainResponse = Annotated[

@@ -58,11 +58,14 @@ PUBLIC: dict[ExplainMethod, type[ExplanationPublic]] = {
     summary="Why the champion labels one raw sensor row as it does",
     description=(
         "`shap`: each engineered feature's contribution, from the base value to the model's "
-        "output (exact Tree SHAP for tree ensembles). `lime`: the weights of a local linear model "
-        "of the predicted class around the row, and its fit. `anchor`: a rule on the features "
-        "under which the model gives the same label, its precision and coverage; the search is "
-        "capped (`CNCWEAR_EXPLAIN_ANCHOR_MAX_SECONDS`, `..._MAX_SAMPLES`) and a capped answer is "
-        "marked `partial`. The row is checked like a row of `/predict`. Explanations run a few at "
+        "output (exact Tree SHAP for tree ensembles), each feature with its raw columns, and the "
+        "additivity error. `lime`: the weights of a local linear model of the predicted class "
+        "around the row, and its fit, flagged `low_fidelity` below "
+        "`CNCWEAR_EXPLAIN_LIME_MIN_SCORE`. `anchor`: a rule on the features, cut at the model's "
+        "own split thresholds (a decision tree: its path), under which the model gives the same "
+        "label, its precision against the threshold and its coverage; the search is capped "
+        "(`CNCWEAR_EXPLAIN_ANCHOR_MAX_SECONDS`, `..._MAX_SAMPLES`) and a capped answer is marked "
+        "`partial`. The row is checked like a row of `/predict`. Explanations run a few at "
         "a time (`CNCWEAR_EXPLAIN_CONCURRENCY`) beside predictions; when the waiting places are "
         "taken too, the answer is 503 with `Retry-After`."
     ),
