@@ -9,6 +9,7 @@ bridge is the ``cncwear-bridge`` console script, one per test, configured by env
 
 from __future__ import annotations
 
+import getpass
 import json
 import shutil
 import signal
@@ -25,6 +26,8 @@ import httpx
 import paho.mqtt.client as mqtt
 import pytest
 from paho.mqtt.enums import CallbackAPIVersion
+from paho.mqtt.packettypes import PacketTypes
+from paho.mqtt.properties import Properties
 
 from tests.api.conftest import Registry, registry  # noqa: F401  (the session's champion)
 from tests.deploy.conftest import BIN, Process, answers, clean_environment, start, wait_until
@@ -50,6 +53,8 @@ class Broker:
             f"persistence true\npersistence_location {folder}/\n"
             "autosave_interval 1\nautosave_on_changes true\n"
             "max_queued_messages 0\n"
+            # Run as root, mosquitto would drop to its own user, who cannot write ``folder``.
+            f"user {getpass.getuser()}\n"
         )
         self.process: subprocess.Popen[bytes] | None = None
         self.starts = 0
@@ -200,36 +205,45 @@ def bridge(broker: Broker, api: Api, tmp_path: Path) -> Iterator[Callable[..., B
 
 
 class Mqtt:
-    """A test's own MQTT client: publishes with QoS 1 (counting the broker's acknowledgments) and
-    collects what arrives on the topics it subscribed to."""
+    """A test's own MQTT client: publishes with QoS 1 (waiting for the broker's acknowledgment) and
+    collects what arrives on the topics it subscribes to (again at each connection). A
+    ``persistent`` one keeps its session at the broker, so what is published for it while it is
+    away (the broker restarting) is queued for it."""
 
-    def __init__(self, broker: Broker, *filters: str) -> None:
+    def __init__(self, broker: Broker, *filters: str, persistent: bool = False) -> None:
         self.client = mqtt.Client(
             CallbackAPIVersion.VERSION2, client_id=f"test-{uuid.uuid4().hex[:8]}",
             protocol=mqtt.MQTTv5,
         )  # fmt: skip
+        self.filters = filters
         self.received: dict[str, list[Any]] = {}
         self.lock = threading.Lock()
-        self.acknowledged: set[int] = set()
+        self.subscribed = threading.Event()
         self.client.on_message = self._on_message
-        self.client.on_publish = self._on_publish
-        subscribed = threading.Event()
-        self.client.on_subscribe = lambda *args: subscribed.set()
-        self.client.max_queued_messages_set(0)
-        self.client.connect("127.0.0.1", broker.port)
+        self.client.on_connect = self._on_connect
+        self.client.on_subscribe = lambda *args: self.subscribed.set()
+        self.client.reconnect_delay_set(min_delay=1, max_delay=2)
+        properties = None
+        if persistent:
+            properties = Properties(PacketTypes.CONNECT)  # type: ignore[no-untyped-call]
+            properties.SessionExpiryInterval = 3600
+        self.client.connect(
+            "127.0.0.1", broker.port, clean_start=not persistent, properties=properties
+        )
         self.client.loop_start()
         if filters:
-            result, _ = self.client.subscribe([(f, 1) for f in filters])
-            assert result == mqtt.MQTT_ERR_SUCCESS
-            assert subscribed.wait(30), "no SUBACK"  # a message published next is not missed
+            assert self.subscribed.wait(30), "no SUBACK"  # what is published next is not missed
+
+    def _on_connect(self, client: mqtt.Client, *args: object) -> None:
+        if self.filters:
+            client.subscribe([(f, 1) for f in self.filters])
 
     def _on_message(self, client: mqtt.Client, userdata: object, message: mqtt.MQTTMessage) -> None:
         with self.lock:
             self.received.setdefault(message.topic, []).append(json.loads(message.payload))
 
-    def _on_publish(self, client: mqtt.Client, userdata: object, mid: int, *args: object) -> None:
-        with self.lock:
-            self.acknowledged.add(mid)
+    def wait_connected(self) -> None:
+        wait_until(self.client.is_connected, "the test client to reconnect", WAIT_SECONDS)
 
     def publish(self, topic: str, body: Any, *, wait: bool = True) -> int:
         payload = body if isinstance(body, bytes) else json.dumps(body)
@@ -256,8 +270,8 @@ class Mqtt:
 def mqtt_client(broker: Broker) -> Iterator[Callable[..., Mqtt]]:
     clients: list[Mqtt] = []
 
-    def connect(*filters: str) -> Mqtt:
-        client = Mqtt(broker, *filters)
+    def connect(*filters: str, persistent: bool = False) -> Mqtt:
+        client = Mqtt(broker, *filters, persistent=persistent)
         clients.append(client)
         return client
 
