@@ -252,6 +252,8 @@ class Bridge:
         kind = where.kind if where is not None else None
         metrics.MESSAGES.labels(kind=kind.value if kind else "unknown").inc()
         machine = where.machine if where is not None else "unknown"
+        if kind is Kind.OBSERVATION and self.mapping is not None:
+            machine = self.mapping.machine(machine)
         try:
             if where is None:
                 raise RejectedError(Reason.BAD_SHAPE, f"the bridge does not read {held.topic!r}")
@@ -275,20 +277,19 @@ class Bridge:
                 logger.info("labelled run %s from %s", label.run, held.topic)
                 self._done(held)
             else:
-                machine = self._observe(machine, where.data_item or "", held)
+                self._observe(machine, where.data_item or "", held)
         except RejectedError as error:
             self._reject(machine, [held], error)
 
-    def _observe(self, device: str, data_item: str, held: Held) -> str:
+    def _observe(self, machine: str, data_item: str, held: Held) -> None:
         if self.mapping is None:
             raise RejectedError(
                 Reason.UNKNOWN_DATA_ITEM, "no mapping file (CNCWEAR_MQTT_MAPPING) for observations"
             )
-        machine = self.mapping.machine(device)
         observation = parse_observation(self.mapping, data_item, held.payload)
         if observation is None:
             self._done(held)
-            return machine
+            return
         assembler = self.assemblers.setdefault(machine, Assembler(self.mapping))
         completed, hopeless = assembler.add(observation, held)
         for row in hopeless:
@@ -298,7 +299,6 @@ class Bridge:
         for row in completed:
             entry = Entry([row.values], row.messages, row.timestamp)
             self._add(machine, self.jobs.get(machine), entry)
-        return machine
 
     def _add(self, machine: str, run: str | None, entry: Entry) -> None:
         batch = self.batches.get(machine)
