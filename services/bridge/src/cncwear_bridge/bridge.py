@@ -55,6 +55,7 @@ Answer = TypeVar("Answer")
 MAX_ECHOED_BYTES = 64 * 1024
 """A rejected message's payload is echoed on the rejected topic up to this size."""
 IDLE_WAIT_SECONDS = 0.5
+OUTGOING_IN_FLIGHT = 1000
 
 
 class StoppedError(Exception):
@@ -129,6 +130,8 @@ class Bridge:
         if MQTT_SCHEMES[url.scheme]:
             client.tls_set(ca_certs=str(settings.mqtt_ca_file) if settings.mqtt_ca_file else None)
         client.reconnect_delay_set(min_delay=1, max_delay=10)
+        # Verdicts and per-row results in flight at once (paho's default, 20, queues the rest).
+        client.max_inflight_messages_set(OUTGOING_IN_FLIGHT)
         client.on_connect = self._on_connect
         client.on_disconnect = self._on_disconnect
         client.on_message = self._on_message
