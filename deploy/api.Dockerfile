@@ -26,6 +26,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=libs/cncwear/pyproject.toml,target=libs/cncwear/pyproject.toml \
     --mount=type=bind,source=services/api/pyproject.toml,target=services/api/pyproject.toml \
     --mount=type=bind,source=services/trainer/pyproject.toml,target=services/trainer/pyproject.toml \
+    --mount=type=bind,source=services/bridge/pyproject.toml,target=services/bridge/pyproject.toml \
     uv sync --locked --no-dev --no-install-workspace --package cncwear-api
 # Phase 2: the workspace members the service needs, installed as wheels (not editable), so the
 # runtime image needs no source tree.

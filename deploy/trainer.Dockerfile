@@ -47,6 +47,7 @@ RUN --mount=type=cache,target=/root/.cache/uv \
     --mount=type=bind,source=libs/cncwear/pyproject.toml,target=libs/cncwear/pyproject.toml \
     --mount=type=bind,source=services/api/pyproject.toml,target=services/api/pyproject.toml \
     --mount=type=bind,source=services/trainer/pyproject.toml,target=services/trainer/pyproject.toml \
+    --mount=type=bind,source=services/bridge/pyproject.toml,target=services/bridge/pyproject.toml \
     uv sync --locked --no-dev --no-install-workspace --package cncwear-trainer
 # Phase 2: the workspace members, as wheels.
 COPY . /src

@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Installs what cncwear needs, then runs the whole system on one machine on its embedded defaults:
 # Redis (the one at CNCWEAR_REDIS_URL, or a local redis-server started here), a trainer worker and the
-# API (and Celery beat when a retrain trigger is set), with MLflow on SQLite under ./var. Queues a
-# first retrain when there is no champion yet.
+# API (and Celery beat when a retrain trigger is set, the MQTT bridge when CNCWEAR_MQTT_URL is set),
+# with MLflow on SQLite under ./var. Queues a first retrain when there is no champion yet.
 # A service that stops, or does not answer in time, stops everything started here: the script says
 # which, shows the end of its log and exits 1. Ctrl-C stops everything this script started.
 source "$(dirname "$0")/bootstrap.sh"
@@ -160,6 +160,13 @@ urllib.request.urlopen('http://$host:$port/health', timeout=2)" 2>/dev/null
 }
 wait_until "the API (cncwear-api, http://$host:$port/health)" "$api" "$logs/api.log" 300 api_answers
 
+if [ -n "${CNCWEAR_MQTT_URL:-}" ]; then
+    # The MQTT bridge (docs/bridge.md): reads the broker at CNCWEAR_MQTT_URL, scores through the API.
+    export CNCWEAR_BRIDGE_API_URL="${CNCWEAR_BRIDGE_API_URL:-http://$host:$port}"
+    "$bin/cncwear-bridge" >"$logs/bridge.log" 2>&1 &
+    started $! "the MQTT bridge (cncwear-bridge)" "$logs/bridge.log"
+fi
+
 if ! "$bin/python" -c "
 from cncwear.core.settings import get_settings
 from cncwear.registry.store import ModelStore
@@ -179,6 +186,7 @@ cncwear is running on its embedded defaults (data in $CNCWEAR_HOME):
   API token    ${CNCWEAR_API_TOKEN:+set by CNCWEAR_API_TOKEN}${CNCWEAR_API_TOKEN:-in $CNCWEAR_HOME/api-token (for /retrain)}
   MLflow UI    uv run mlflow ui --host 127.0.0.1 --backend-store-uri sqlite:///$CNCWEAR_HOME/mlflow.db
   logs         $logs (api.log, trainer.log)
+  MQTT bridge  $( [ -n "${CNCWEAR_MQTT_URL:-}" ] && echo "reading $CNCWEAR_MQTT_URL, log in $logs/bridge.log" || echo "off (set CNCWEAR_MQTT_URL)")
   triggers     $( [ "$triggers" = on ] && echo "beat running, log in $logs/beat.log" || echo "off (CNCWEAR_RETRAIN_SCHEDULE, CNCWEAR_NEW_DATA_CHECK_SECONDS)")
 Ctrl-C stops everything started here.
 INFO

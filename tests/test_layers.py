@@ -18,6 +18,7 @@ LIBRARY = ROOT / "libs" / "cncwear" / "src"
 SERVICES = {
     "cncwear_api": ROOT / "services" / "api" / "src",
     "cncwear_trainer": ROOT / "services" / "trainer" / "src",
+    "cncwear_bridge": ROOT / "services" / "bridge" / "src",
 }
 
 LEGACY_NAMES = {"cncwear.features": "data"}

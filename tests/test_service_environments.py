@@ -28,6 +28,7 @@ START_SECONDS = 240  # a bound on a loaded machine, not a measured figure
 # What each service must not have: the other service, and the other side's libraries.
 NOT_IN_API = ("cncwear_trainer", "flaml", "autosklearn", "skl2onnx")
 NOT_IN_TRAINER = ("cncwear_api", "shap", "lime", "anchor")
+NOT_IN_BRIDGE = ("cncwear_api", "cncwear_trainer", "onnxruntime", "flaml", "shap")
 
 
 def service_environment(package: str, folder: Path) -> Path:
@@ -129,3 +130,19 @@ def test_the_trainer_runs_with_its_own_dependencies_only(tmp_path: Path) -> None
     assert json.loads(worker.stdout) == sorted(
         [RETRAIN_TASK, SCHEDULED_RETRAIN_TASK, NEW_DATA_TASK]
     )
+
+
+def test_the_bridge_runs_with_its_own_dependencies_only(tmp_path: Path) -> None:
+    bin_dir = service_environment("cncwear-bridge", tmp_path / "bridge-venv")
+    found = installed(bin_dir / "python", NOT_IN_BRIDGE)
+    assert not any(found.values()), f"installed in the bridge's environment: {found}"
+    # Every module imports; without a broker the console script says which setting is missing.
+    env = {k: v for k, v in isolated(tmp_path / "home").items() if k != "CNCWEAR_MQTT_URL"}
+    code = "import cncwear_bridge.main, cncwear_bridge.bridge, cncwear_bridge.mapping\n"
+    assert run_python(bin_dir / "python", code, env).returncode == 0
+    result = subprocess.run(
+        [str(bin_dir / "cncwear-bridge")], env=env, capture_output=True, text=True, timeout=120,
+        check=False,
+    )  # fmt: skip
+    assert result.returncode != 0
+    assert "CNCWEAR_MQTT_URL" in result.stderr

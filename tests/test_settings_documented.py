@@ -11,11 +11,13 @@ from pydantic_settings import BaseSettings
 
 from cncwear.core.settings import Settings
 from cncwear_api.core.settings import ApiSettings
+from cncwear_bridge.settings import BridgeSettings
 from cncwear_trainer.settings import TrainerSettings
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 HEADER = "| variable | default | meaning |"
 VARIABLE = re.compile(r"`([A-Z][A-Z0-9_]*)`")
+EVERY_SETTINGS = (Settings, ApiSettings, TrainerSettings, BridgeSettings)
 
 
 def environment_names(settings: type[BaseSettings]) -> set[str]:
@@ -59,14 +61,14 @@ def test_the_environment_names_include_prefixes_and_aliases() -> None:
 
 
 def test_every_setting_has_a_row_in_the_readme() -> None:
-    read = set().union(*(environment_names(s) for s in (Settings, ApiSettings, TrainerSettings)))
+    read = set().union(*(environment_names(s) for s in EVERY_SETTINGS))
     documented = set(documented_names(README.read_text()))
     missing = sorted(read - documented)
     assert missing == [], f"add these settings to the README's settings table: {missing}"
 
 
 def test_every_row_of_the_readme_names_a_setting() -> None:
-    read = set().union(*(environment_names(s) for s in (Settings, ApiSettings, TrainerSettings)))
+    read = set().union(*(environment_names(s) for s in EVERY_SETTINGS))
     documented = documented_names(README.read_text())
     unknown = sorted(set(documented) - read)
     assert unknown == [], f"the README's settings table names variables no setting reads: {unknown}"

@@ -22,6 +22,7 @@ from dotenv import dotenv_values
 from jsonschema import Draft202012Validator
 
 from cncwear_api.core.settings import ApiSettings
+from cncwear_bridge.settings import BridgeSettings
 from cncwear_trainer.settings import TrainerSettings
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -37,6 +38,7 @@ STATEFUL = {
     "minio": "/data",
     "prometheus": "/prometheus",
     "grafana": "/var/lib/grafana",
+    "mosquitto": "/mosquitto/data",
 }
 
 
@@ -223,12 +225,12 @@ def test_cncwear_settings_given_to_the_services_exist(compose: dict[str, Any]) -
     """A misspelt CNCWEAR_ variable would be ignored silently; each must name a setting."""
     fields = {
         f"CNCWEAR_{name.upper()}"
-        for settings in (ApiSettings, TrainerSettings)
+        for settings in (ApiSettings, TrainerSettings, BridgeSettings)
         for name in settings.model_fields
     }
     given = {
         key
-        for name in ("api", "trainer")
+        for name in ("api", "trainer", "bridge")
         for key in services(compose)[name]["environment"]
         if key.startswith("CNCWEAR_")
     }

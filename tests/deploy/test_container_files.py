@@ -26,7 +26,11 @@ ROOT = Path(__file__).resolve().parents[2]
 DEPLOY = ROOT / "deploy"
 HADOLINT = Path(sys.executable).parent / "hadolint"
 DOCKERFILES = sorted(DEPLOY.glob("*.Dockerfile"))
-SERVICE_IMAGES = {"api.Dockerfile": "cncwear-api", "trainer.Dockerfile": "cncwear-trainer"}
+SERVICE_IMAGES = {
+    "api.Dockerfile": "cncwear-api",
+    "trainer.Dockerfile": "cncwear-trainer",
+    "bridge.Dockerfile": "cncwear-bridge",
+}
 
 
 def hadolint(*paths: Path) -> subprocess.CompletedProcess[str]:
@@ -73,6 +77,7 @@ def locked_versions() -> dict[str, str]:
 def test_there_is_one_container_file_per_service() -> None:
     assert [p.name for p in DOCKERFILES] == [
         "api.Dockerfile",
+        "bridge.Dockerfile",
         "mlflow.Dockerfile",
         "trainer.Dockerfile",
     ]

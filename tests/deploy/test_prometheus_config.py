@@ -39,7 +39,7 @@ def test_the_scrape_config_is_valid_and_scrapes_the_api_and_the_workers() -> Non
     assert result.returncode == 0, result.stdout + result.stderr
     config = yaml.safe_load((PROMETHEUS / "prometheus.yml").read_text())
     jobs = {job["job_name"] for job in config["scrape_configs"]}
-    assert {"cncwear-api", "cncwear-trainer"} <= jobs
+    assert {"cncwear-api", "cncwear-trainer", "cncwear-bridge"} <= jobs
 
 
 def test_the_alert_rules_are_valid_and_cover_what_operators_must_know() -> None:
@@ -64,10 +64,13 @@ def test_the_alert_rules_pass_their_unit_tests() -> None:
 
 
 def known_metric_names() -> set[str]:
-    """Every series name the API and the worker define (with histogram and counter suffixes)."""
-    from cncwear_trainer import metrics as worker_metrics  # registers in the default registry
+    """Every series name the API, the worker and the bridge define (with histogram and counter
+    suffixes)."""
+    from cncwear_bridge import metrics as bridge_metrics  # registers in the default registry
+    from cncwear_trainer import metrics as worker_metrics
 
     assert worker_metrics.RETRAINS is not None
+    assert bridge_metrics.PENDING is not None
     names: set[str] = set()
     api = ApiMetrics(CollectorRegistry())
     # The runs' store is read at scrape time: a real (empty) one, so its series are exported.
