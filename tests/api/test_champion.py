@@ -5,6 +5,7 @@ from __future__ import annotations
 import gc
 import threading
 from collections import Counter
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -111,14 +112,34 @@ def test_an_announced_promotion_swaps_at_once_while_clients_keep_sending(
         running.wait_ready(old)
         wait_until(lambda: _listening(settings), "the server to subscribe to promotions")
         steady = SteadyClient(running.url, records(real_rows.head(50)))
-        thread = threading.Thread(target=steady.run, daemon=True)
-        thread.start()
-        wait_until(lambda: steady.seen(old, 20), "answers from the old champion")
-        registry.store(name).set_champion(new)
-        assert publish_promotion(settings, new, previous=old)
-        wait_until(lambda: steady.seen(new, 20), "answers from the new champion")
-        steady.stop.set()
-        thread.join(timeout=30)
+
+        def announce() -> None:
+            registry.store(name).set_champion(new)
+            assert publish_promotion(settings, new, previous=old)
+
+        keep_sending_through_a_swap(steady, old, new, announce)
+    assert_switched_once_without_failures(steady, old, new)
+
+
+def keep_sending_through_a_swap(
+    steady: SteadyClient, old: str, new: str, swap: Callable[[], object]
+) -> None:
+    """``steady`` sends from a thread of its own: 20 answers from ``old``, then ``swap``, then
+    until 20 answers come from ``new``."""
+    thread = threading.Thread(target=steady.run, daemon=True)
+    thread.start()
+    wait_until(
+        lambda: steady.seen(old, 20), f"answers from the old champion ({type(steady).__name__})"
+    )
+    swap()
+    wait_until(
+        lambda: steady.seen(new, 20), f"answers from the new champion ({type(steady).__name__})"
+    )
+    steady.stop.set()
+    thread.join(timeout=30)
+
+
+def assert_switched_once_without_failures(steady: SteadyClient, old: str, new: str) -> None:
     assert steady.errors == []
     assert set(steady.statuses) == {200}
     switch = steady.versions.index(new)
@@ -150,18 +171,10 @@ def test_a_swap_while_clients_keep_calling_the_v2_route_fails_no_request(
     with serve(settings) as running:
         running.wait_ready(old)
         steady = SteadyV2Client(running.url, records(real_rows.head(50)), model=name)
-        thread = threading.Thread(target=steady.run, daemon=True)
-        thread.start()
-        wait_until(lambda: steady.seen(old, 20), "V2 answers from the old champion")
-        registry.store(name).set_champion(new)
-        wait_until(lambda: steady.seen(new, 20), "V2 answers from the new champion")
-        steady.stop.set()
-        thread.join(timeout=30)
-    assert steady.errors == []
-    assert set(steady.statuses) == {200}
-    switch = steady.versions.index(new)
-    assert set(steady.versions[:switch]) == {old}
-    assert set(steady.versions[switch:]) == {new}
+        keep_sending_through_a_swap(
+            steady, old, new, lambda: registry.store(name).set_champion(new)
+        )
+    assert_switched_once_without_failures(steady, old, new)
 
 
 def _listening(settings: Settings) -> bool:
