@@ -1,8 +1,9 @@
 """deploy/k8s agrees with the code and the container files it runs: the variables it sets are
-settings and make valid settings, the probes and metrics endpoints are the services' own on their
-ports, the images and commands are those deploy/*.Dockerfile and docker-compose.yml build and run,
-KEDA watches the Redis lists Celery really queues in (asked of Celery and Redis, not copied), and
-stopping pods outlast the work they may be doing.
+settings and make valid settings (the bridge's reach the API's Service), the probes and metrics
+endpoints are the services' own on their ports, the images and commands are those
+deploy/*.Dockerfile and docker-compose.yml build and run, KEDA watches the Redis lists Celery
+really queues in (asked of Celery and Redis, not copied), and stopping pods outlast the work they
+may be doing.
 
 Not checked here (no cluster): that the pods start, pass their probes, and that KEDA scales.
 """
@@ -14,6 +15,7 @@ import re
 import shlex
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import redis
@@ -26,6 +28,7 @@ from cncwear_api.api.routes import health
 from cncwear_api.api.routes import metrics as metrics_route
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.main import create_app
+from cncwear_bridge.settings import BridgeSettings
 from cncwear_trainer.settings import TrainerSettings
 from tests.deploy.k8s_manifests import (
     OVERLAYS,
@@ -47,12 +50,14 @@ SETTINGS_OF: dict[str, type[BaseSettings]] = {
     "api": ApiSettings,
     "trainer": TrainerSettings,
     "beat": TrainerSettings,
+    "bridge": BridgeSettings,
 }
 """The cncwear containers and the settings object each reads."""
 SECRET_VALUES = {
     "CNCWEAR_API_TOKEN": "a-token-of-the-secret",
     "CNCWEAR_REDIS_URL": "redis://redis:6379/0",
     "CNCWEAR_DATA_STORE_URL": "postgresql+psycopg://mlflow:password@postgres:5432/mlflow",
+    "CNCWEAR_MQTT_URL": "mqtt://cncwear:password@broker.example.com:1883",
 }
 """Stand-ins for what the Secret "cncwear" holds (docs/deploy.md's commands)."""
 
@@ -123,26 +128,56 @@ def test_a_misspelt_variable_is_caught() -> None:
     assert env_problems(objects) == ["trainer: CNCWEAR_NJOBS is no setting of TrainerSettings"]
 
 
+def settings_of(objects: list[Object], name: str, monkeypatch: pytest.MonkeyPatch) -> Settings:
+    """The settings a container reads from what the manifests give it (Secrets: SECRET_VALUES)."""
+    settings_type = SETTINGS_OF[name]
+    env = environment(objects, container(objects, name))
+    with monkeypatch.context() as patch:
+        for variable in setting_variables(settings_type):
+            patch.delenv(variable, raising=False)
+        for variable, value in env.items():
+            patch.setenv(variable, SECRET_VALUES[variable] if value is None else value)
+        settings = settings_type()
+    assert isinstance(settings, Settings)
+    return settings
+
+
 @pytest.mark.parametrize("overlay", OVERLAYS)
 def test_each_cncwear_container_gets_valid_settings_for_a_shared_registry(
     overlay: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     objects = render(overlay)
-    for name, settings_type in SETTINGS_OF.items():
-        env = environment(objects, container(objects, name))
-        with monkeypatch.context() as patch:
-            for variable in setting_variables(settings_type):
-                patch.delenv(variable, raising=False)
-            for variable, value in env.items():
-                patch.setenv(variable, SECRET_VALUES[variable] if value is None else value)
-            settings = settings_type()
-        assert isinstance(settings, Settings)
+    for name in SETTINGS_OF.keys() - {"bridge"}:  # the bridge uses the API, not the registry
+        settings = settings_of(objects, name, monkeypatch)
         assert settings.registry_is_shared() and settings.uses_redis_promotion_lock(), name
         assert settings.data_store_url, f"{name}: the labelled runs would go to a local file"
         if isinstance(settings, ApiSettings):
             assert settings.host == "0.0.0.0" and settings.api_token is not None
         if isinstance(settings, TrainerSettings) and name == "trainer":
             assert settings.worker_metrics_host == "0.0.0.0" and settings.worker_metrics_port
+
+
+@pytest.mark.parametrize("overlay", OVERLAYS)
+def test_the_bridge_reaches_the_api_service_with_the_token_and_a_broker_from_the_secret(
+    overlay: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    objects = render(overlay)
+    settings = settings_of(objects, "bridge", monkeypatch)
+    assert isinstance(settings, BridgeSettings)
+    assert settings.mqtt_url == SECRET_VALUES["CNCWEAR_MQTT_URL"]
+    assert settings.api_token is not None
+    assert settings.api_token.get_secret_value() == SECRET_VALUES["CNCWEAR_API_TOKEN"]
+    url = urlsplit(settings.bridge_api_url)
+    service = find(objects, "Service", "api")
+    (port,) = service["spec"]["ports"]
+    assert (url.scheme, url.hostname) == ("http", service["metadata"]["name"])
+    assert url.port == port["port"]
+    assert port_number(container(objects, "api"), port["targetPort"]) == api_settings(objects).port
+    # One stable client id (the broker keeps the session under it), not the default's.
+    assert settings.mqtt_client_id == "cncwear-bridge"
+    assert "valueFrom" not in next(
+        v for v in container(objects, "bridge")["env"] if v["name"] == "CNCWEAR_MQTT_CLIENT_ID"
+    )
 
 
 def api_settings(objects: list[Object]) -> ApiSettings:
@@ -227,6 +262,17 @@ def test_metrics_are_scraped_on_the_ports_and_paths_the_services_serve_them(
     assert port == served and path == "/metrics"  # start_http_server serves every path
     assert env["CNCWEAR_WORKER_METRICS_HOST"] == "0.0.0.0"
 
+    target, port, path = scrape_target(objects, find(objects, "ServiceMonitor", "cncwear-bridge"))
+    assert target["name"] == "bridge"
+    env = environment(objects, target)
+    default = BridgeSettings.model_fields["bridge_metrics_port"].default
+    served = int(env.get("CNCWEAR_BRIDGE_METRICS_PORT") or default)
+    assert port == served == default and path == "/metrics"  # start_http_server: every path
+    assert env["CNCWEAR_BRIDGE_METRICS_HOST"] == "0.0.0.0"
+    # Its liveness probe asks the same endpoint, as the image's HEALTHCHECK does.
+    alive = target["livenessProbe"]["httpGet"]
+    assert (port_number(target, alive["port"]), alive["path"]) == (served, "/metrics")
+
 
 def image_cmd(dockerfile: Path) -> list[str]:
     (cmd,) = [arguments for keyword, arguments in final_stage(dockerfile) if keyword == "CMD"]
@@ -248,9 +294,9 @@ def test_images_commands_and_users_are_those_the_container_files_build(overlay: 
         for name, service in compose.items()
         if "build" in service
     }
-    assert set(built) == {"api", "trainer", "mlflow"}
+    assert set(built) == {"api", "trainer", "mlflow", "bridge"}
     runs = {"api": built["api"], "trainer": built["trainer"], "beat": built["trainer"],
-            "mlflow": built["mlflow"]}  # fmt: skip
+            "mlflow": built["mlflow"], "bridge": built["bridge"]}  # fmt: skip
     for name, (image, dockerfile) in runs.items():
         pod = workload(objects, name)
         (only,) = containers(pod)
@@ -263,6 +309,7 @@ def test_images_commands_and_users_are_those_the_container_files_build(overlay: 
         assert pod_spec(pod)["securityContext"]["runAsUser"] == image_user(dockerfile), name
     assert image_cmd(DEPLOY / "trainer.Dockerfile") == ["cncwear-trainer", "worker"]
     assert container(objects, "beat")["command"] == ["cncwear-trainer", "beat"]
+    assert image_cmd(DEPLOY / "bridge.Dockerfile") == ["cncwear-bridge"]
 
 
 @pytest.mark.parametrize("overlay", OVERLAYS)

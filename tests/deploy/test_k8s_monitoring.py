@@ -86,6 +86,6 @@ def test_scraped_targets_carry_the_job_names_the_alerts_select_on(overlay: str) 
         for endpoint in monitor["spec"]["endpoints"]:
             (job,) = [r for r in endpoint["relabelings"] if r["targetLabel"] == "job"]
             labelled.add(job["replacement"])
-    assert labelled == {"cncwear-api", "cncwear-trainer"} and labelled <= jobs
+    assert labelled == {"cncwear-api", "cncwear-trainer", "cncwear-bridge"} and labelled <= jobs
     selected = set(re.findall(r'job="([^"]+)"', (PROMETHEUS / "alerts.yml").read_text()))
     assert selected <= labelled

@@ -5,12 +5,16 @@ other packages):
 
 - security: non-root, a read-only root filesystem, no privilege escalation, every capability
   dropped, a seccomp profile, no service-account token, no host namespaces;
-- secrets (the API token, the database and S3 credentials, the Redis URL) only from Secrets, and
-  no Secret object in the manifests;
-- resource requests and limits on every container, probes on every long-running server;
-- at most one beat, the API spread and protected by a disruption budget and an autoscaler;
+- secrets (the API token, the database and S3 credentials, the Redis and broker URLs) only from
+  Secrets, and no Secret object in the manifests;
+- resource requests and limits on every container, probes on every long-running server, a
+  liveness probe on the workers and the bridge;
+- exactly one beat and one bridge (its broker session has one client id), the API spread and
+  protected by a disruption budget and an autoscaler;
 - network policies: nothing enters by default; Redis, MLflow and the stores only from cncwear's
-  own pods; the API from the ingress controller's (and Prometheus's) namespace only.
+  own pods; the API from the ingress controller's (and Prometheus's) namespace and the bridge
+  only; the bridge's metrics from Prometheus only, and the bridge reaches only the API, the
+  broker's ports and DNS.
 
 Each group of rules is a function returning what breaks it, and a test breaks a manifest to show
 it is caught.
@@ -36,6 +40,8 @@ SECRET_VARIABLES = {
     "CNCWEAR_API_TOKEN",
     "CNCWEAR_REDIS_URL",
     "CNCWEAR_DATA_STORE_URL",
+    "CNCWEAR_MQTT_URL",
+    "CNCWEAR_MQTT_PASSWORD",
     "MLFLOW_BACKEND_STORE_URI",
     "AWS_ACCESS_KEY_ID",
     "AWS_SECRET_ACCESS_KEY",
@@ -46,6 +52,11 @@ SECRET_VARIABLES = {
 """Variables that carry a credential (or a URL that may hold one): from a Secret, always."""
 SERVERS = {"api", "mlflow", "redis", "postgres", "minio"}
 """Components that answer others: each needs liveness and readiness probes."""
+LIVENESS_ONLY = {"trainer", "bridge"}
+"""Components that serve no traffic to be ready for (only their metrics): a liveness probe."""
+SINGLETONS = ("beat", "bridge")
+"""Deployments that must never run twice: beat (duplicate triggers) and the bridge (one broker
+session under one client id)."""
 HOST_FIELDS = ("hostNetwork", "hostPID", "hostIPC")
 
 
@@ -111,8 +122,8 @@ def resource_and_probe_problems(objects: list[Object]) -> list[str]:
                     if resource not in resources.get(kind, {}):
                         problems.append(f"{at}: no {resource} {kind[:-1]}")
             wanted = {"livenessProbe", "readinessProbe"} if component in SERVERS else set()
-            if component == "trainer":
-                wanted = {"livenessProbe"}  # a worker serves no traffic to be ready for
+            if component in LIVENESS_ONLY:
+                wanted = {"livenessProbe"}
             problems.extend(f"{at}: no {probe}" for probe in sorted(wanted - set(container)))
             if "image" in container and (
                 ":" not in container["image"] or container["image"].endswith(":latest")
@@ -123,11 +134,13 @@ def resource_and_probe_problems(objects: list[Object]) -> list[str]:
 
 def availability_problems(objects: list[Object]) -> list[str]:
     problems = []
-    beat = find(objects, "Deployment", "beat")
-    if beat["spec"].get("replicas") != 1 or beat["spec"].get("strategy", {}).get("type") != (
-        "Recreate"
-    ):
-        problems.append("beat: not exactly one (replicas 1, strategy Recreate)")
+    for name in SINGLETONS:
+        single = find(objects, "Deployment", name)
+        if (
+            single["spec"].get("replicas") != 1
+            or single["spec"].get("strategy", {}).get("type") != "Recreate"
+        ):
+            problems.append(f"{name}: not exactly one (replicas 1, strategy Recreate)")
     api = find(objects, "Deployment", "api")
     hpa = find(objects, "HorizontalPodAutoscaler", "api")
     if api["spec"]["replicas"] < 2 or hpa["spec"]["minReplicas"] < 2:
@@ -142,28 +155,52 @@ def availability_problems(objects: list[Object]) -> list[str]:
     return problems
 
 
+def peer_names(peers: list[Object] | None) -> set[str]:
+    """The peers of a rule ("pod:<component>", "namespace:<name>"); no peers at all: "anyone"."""
+    if peers is None:
+        return {"anyone"}
+    names = set()
+    for peer in peers:
+        if "namespaceSelector" in peer:
+            labels = peer["namespaceSelector"].get("matchLabels", {})
+            names.add(f"namespace:{labels.get('kubernetes.io/metadata.name', '*')}")
+        elif "podSelector" in peer:
+            (expression,) = peer["podSelector"]["matchExpressions"]
+            assert expression["key"] == "app.kubernetes.io/component"
+            names.update(f"pod:{value}" for value in expression["values"])
+        else:
+            names.add("anyone")
+    return names
+
+
 def allowed_sources(objects: list[Object], component: str) -> set[str]:
-    """Who the network policies let in to a component: components of the namespace
-    ("pod:<component>") and other namespaces ("namespace:<name>")."""
+    """Who the network policies let in to a component (peer_names's names)."""
     sources = set()
     for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
         selector = policy["spec"]["podSelector"].get("matchLabels", {})
         if selector and selector.get("app.kubernetes.io/component") != component:
             continue
         for rule in policy["spec"].get("ingress", []):
-            if "from" not in rule:
-                sources.add("anyone")
-            for peer in rule.get("from", []):
-                if "namespaceSelector" in peer:
-                    labels = peer["namespaceSelector"].get("matchLabels", {})
-                    sources.add(f"namespace:{labels.get('kubernetes.io/metadata.name', '*')}")
-                elif "podSelector" in peer:
-                    (expression,) = peer["podSelector"]["matchExpressions"]
-                    assert expression["key"] == "app.kubernetes.io/component"
-                    sources.update(f"pod:{value}" for value in expression["values"])
-                else:
-                    sources.add("anyone")
+            sources.update(peer_names(rule.get("from")))
     return sources
+
+
+def allowed_destinations(objects: list[Object], component: str) -> set[str] | None:
+    """Where the network policies let a component connect ("<peer>:<port>"); None when no
+    egress policy selects it (its egress is open)."""
+    destinations: set[str] | None = None
+    for policy in (o for o in objects if o["kind"] == "NetworkPolicy"):
+        selector = policy["spec"]["podSelector"].get("matchLabels", {})
+        if "Egress" not in policy["spec"].get("policyTypes", []) or (
+            selector and selector.get("app.kubernetes.io/component") != component
+        ):
+            continue
+        destinations = destinations or set()
+        for rule in policy["spec"].get("egress", []):
+            ports = {str(p["port"]) for p in rule.get("ports", [])} or {"*"}
+            peers = peer_names(rule.get("to"))
+            destinations.update(f"{peer}:{port}" for peer in peers for port in ports)
+    return destinations
 
 
 def network_problems(objects: list[Object]) -> list[str]:
@@ -174,7 +211,8 @@ def network_problems(objects: list[Object]) -> list[str]:
         problems.append("no default deny: pods without a policy take anything")
     workers = {"pod:api", "pod:trainer", "pod:beat"}
     expected = {
-        "api": {"namespace:ingress-nginx", "namespace:monitoring"},
+        "api": {"namespace:ingress-nginx", "namespace:monitoring", "pod:bridge"},
+        "bridge": {"namespace:monitoring"},
         "mlflow": workers,
         "trainer": {"namespace:monitoring"},
         "redis": workers | {"namespace:keda"},
@@ -187,6 +225,14 @@ def network_problems(objects: list[Object]) -> list[str]:
             problems.append(
                 f"{component}: let in from {sorted(allowed_sources(objects, component))}"
             )
+    reaches = {
+        "bridge": {"pod:api:http", "anyone:1883", "anyone:8883", "namespace:kube-system:53"},
+    }
+    for component, destinations in reaches.items():
+        allowed = allowed_destinations(objects, component)
+        if component in present and allowed != destinations:
+            where = "anything" if allowed is None else sorted(allowed)
+            problems.append(f"{component}: may reach {where}")
     return problems
 
 
@@ -242,7 +288,9 @@ def test_a_privileged_root_pod_with_a_literal_password_and_no_limits_is_caught()
     redis_url.pop("valueFrom")
     redis_url["value"] = "redis://:hunter2@redis:6379/0"
     find(objects, "Deployment", "beat")["spec"]["replicas"] = 2
-    objects = [o for o in objects if o["metadata"]["name"] != "redis-from-cncwear"]
+    find(objects, "Deployment", "bridge")["spec"]["strategy"] = {"type": "RollingUpdate"}
+    dropped = {"redis-from-cncwear", "bridge-egress"}
+    objects = [o for o in objects if o["metadata"]["name"] not in dropped]
 
     found = {name: check(objects) for name, check in CHECKS.items()}
     at = "Deployment/trainer container trainer"
@@ -260,5 +308,8 @@ def test_a_privileged_root_pod_with_a_literal_password_and_no_limits_is_caught()
         f"{at}: no memory limit",
         f"{at}: no livenessProbe",
     ]
-    assert found["availability"] == ["beat: not exactly one (replicas 1, strategy Recreate)"]
-    assert found["network"] == ["redis: let in from []"]
+    assert found["availability"] == [
+        "beat: not exactly one (replicas 1, strategy Recreate)",
+        "bridge: not exactly one (replicas 1, strategy Recreate)",
+    ]
+    assert found["network"] == ["redis: let in from []", "bridge: may reach anything"]
