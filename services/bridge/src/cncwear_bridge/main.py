@@ -11,7 +11,7 @@ from cncwear_bridge.api import Api
 from cncwear_bridge.bridge import Bridge
 from cncwear_bridge.mapping import Mapping
 from cncwear_bridge.metrics import serve_metrics
-from cncwear_bridge.settings import get_settings
+from cncwear_bridge.settings import broker_for_logs, get_settings
 
 logger = logging.getLogger(__name__)
 
@@ -39,7 +39,7 @@ def main() -> None:
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
     logger.info(
-        "bridging %s (topics %s) to %s", settings.mqtt_url, settings.mqtt_topics,
+        "bridging %s (topics %s) to %s", broker_for_logs(settings.mqtt_url), settings.mqtt_topics,
         settings.bridge_api_url,
     )  # fmt: skip
     bridge.start()

@@ -89,6 +89,17 @@ class BridgeSettings(Settings):
         return value
 
 
+def broker_for_logs(url: str) -> str:
+    """The broker's URL with any password in it replaced: logs are read by more people than the
+    secret is meant for."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    host = parts.hostname or ""
+    port = f":{parts.port}" if parts.port else ""
+    return parts._replace(netloc=f"{parts.username}:***@{host}{port}").geturl()
+
+
 @lru_cache
 def get_settings() -> BridgeSettings:
     return BridgeSettings()
