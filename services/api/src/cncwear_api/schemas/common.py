@@ -40,3 +40,23 @@ RunId = Annotated[
 class ModelRef(BaseModel):
     name: str
     version: str
+
+
+def body_schema(model: type[BaseModel]) -> dict[str, Any]:
+    """A request model's JSON schema for a route that reads its body itself, with the models it
+    nests written in place: pydantic refers to them as ``#/$defs/...``, a place the OpenAPI
+    document does not have."""
+    schema = model.model_json_schema()
+    definitions = schema.pop("$defs", {})
+
+    def inline(node: Any) -> Any:
+        if isinstance(node, dict):
+            if "$ref" in node and node["$ref"].startswith("#/$defs/"):
+                return inline(definitions[node["$ref"].removeprefix("#/$defs/")])
+            return {key: inline(value) for key, value in node.items()}
+        if isinstance(node, list):
+            return [inline(value) for value in node]
+        return node
+
+    inlined: dict[str, Any] = inline(schema)
+    return inlined

@@ -18,7 +18,7 @@ from cncwear_api.api.deps import CurrentModel
 from cncwear_api.api.errors import InvalidRequestError, problems_from_validation
 from cncwear_api.api.json_body import parse_json
 from cncwear_api.api.routes.predict import FIELDS_PER_COLUMN
-from cncwear_api.schemas.common import ModelRef
+from cncwear_api.schemas.common import ModelRef, body_schema
 from cncwear_api.schemas.errors import ErrorResponse, Problem, ProblemsResponse
 from cncwear_api.schemas.explain import (
     EXPLAIN_REQUEST_EXAMPLES,
@@ -83,7 +83,7 @@ PUBLIC: dict[ExplainMethod, type[ExplanationPublic]] = {
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": ExplainRequest.model_json_schema(),
+                    "schema": body_schema(ExplainRequest),
                     "examples": EXPLAIN_REQUEST_EXAMPLES,
                 }
             },

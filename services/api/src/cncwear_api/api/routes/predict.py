@@ -14,6 +14,7 @@ from cncwear_api.api.json_body import parse_rows_body
 from cncwear_api.api.responses import FastJSONResponse
 from cncwear_api.api.scoring import score_rows
 from cncwear_api.core.settings import ApiSettings
+from cncwear_api.schemas.common import body_schema
 from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
 from cncwear_api.schemas.predict import REQUEST_EXAMPLES, PredictRequest, PredictResponse
 from cncwear_api.serving.holder import ServedModel
@@ -54,7 +55,7 @@ UNWORN, WORN = CLASS_NAMES
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": PredictRequest.model_json_schema(),
+                    "schema": body_schema(PredictRequest),
                     "examples": REQUEST_EXAMPLES,
                 }
             },

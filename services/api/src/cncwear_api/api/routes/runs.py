@@ -20,6 +20,7 @@ from cncwear_api.api.deps import NoDuplicateKeys, WriteAccess
 from cncwear_api.api.json_body import parse_rows_body
 from cncwear_api.api.routes.predict import FIELDS_PER_COLUMN
 from cncwear_api.core.settings import ApiSettings
+from cncwear_api.schemas.common import body_schema
 from cncwear_api.schemas.errors import ErrorResponse, ProblemsResponse
 from cncwear_api.schemas.runs import (
     UPLOAD_EXAMPLES,
@@ -95,7 +96,7 @@ RunIdDep = Annotated[str, Depends(run_id)]
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": RunUpload.model_json_schema(),
+                    "schema": body_schema(RunUpload),
                     "examples": UPLOAD_EXAMPLES,
                 }
             },

@@ -18,6 +18,7 @@ from cncwear_api.api.responses import FastJSONResponse
 from cncwear_api.api.scoring import score_rows
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.protocols import oip
+from cncwear_api.schemas.common import body_schema
 from cncwear_api.schemas.errors import Problem
 from cncwear_api.schemas.oip import (
     REQUEST_EXAMPLES,
@@ -163,7 +164,7 @@ INFER = {
             "required": True,
             "content": {
                 "application/json": {
-                    "schema": InferenceRequest.model_json_schema(),
+                    "schema": body_schema(InferenceRequest),
                     "examples": REQUEST_EXAMPLES,
                 }
             },
