@@ -57,15 +57,16 @@ class PendingAppend:
     probability: np.ndarray
     model_version: str
     request_id: str
+    max_rows: int
+    """``CNCWEAR_RUN_MAX_ROWS`` of the store that sent it: past it, the rest is left out."""
     done: Future[AppendOutcome] = field(default_factory=Future)
 
 
 class GroupAppender:
     """The writer of one database in this process (see the module's docstring)."""
 
-    def __init__(self, engine: Engine, *, max_rows: int, fsync: bool) -> None:
+    def __init__(self, engine: Engine, *, fsync: bool) -> None:
         self.engine = engine
-        self.max_rows = max_rows
         self.sql = _APPEND_SQL[engine.dialect.name]
         self.flush_wait = fsync or self.sql.no_flush_wait is None
         self._queue: queue.SimpleQueue[PendingAppend] = queue.SimpleQueue()
@@ -140,7 +141,7 @@ class GroupAppender:
             if run in refused:
                 outcomes.append(refused[run])
                 continue
-            keep = max(0, min(len(pending.numeric), self.max_rows - held[run]))
+            keep = max(0, min(len(pending.numeric), pending.max_rows - held[run]))
             truncated = keep < len(pending.numeric)
             counts = added.setdefault(run, [0, 0, False])
             if keep:
@@ -156,7 +157,7 @@ class GroupAppender:
             counts[2] = counts[2] or truncated
             held[run] += keep
             if truncated:
-                logger.warning("run %s reached %d rows: truncated", run, self.max_rows)
+                logger.warning("run %s reached %d rows: truncated", run, pending.max_rows)
             outcomes.append(AppendOutcome(rows_kept=keep, truncated=truncated, run_rows=held[run]))
         if batches:  # in one statement: each call into the driver gives up the GIL, and under
             # load a thread waits up to the switch interval (5 ms) to get it back
@@ -181,17 +182,18 @@ class GroupAppender:
             self._connection = None
 
 
-_appenders: dict[str, GroupAppender] = {}
+_appenders: dict[Engine, GroupAppender] = {}
 _appenders_lock = threading.Lock()
 
 
-def group_appender(engine: Engine, *, max_rows: int, fsync: bool) -> GroupAppender:
-    """The writer of ``engine``'s database in this process, started on first use."""
-    key = f"{engine.url}|{max_rows}|{fsync}"
+def group_appender(engine: Engine, *, fsync: bool) -> GroupAppender:
+    """The writer of ``engine``'s database in this process (one engine per database and process),
+    started on first use. One writer, whatever each store's row limit: two would wait on each
+    other in SQLite's busy loop."""
     with _appenders_lock:
-        if key not in _appenders:
-            _appenders[key] = GroupAppender(engine, max_rows=max_rows, fsync=fsync)
-        return _appenders[key]
+        if engine not in _appenders:
+            _appenders[engine] = GroupAppender(engine, fsync=fsync)
+        return _appenders[engine]
 
 
 def new_run(run: str, source: str, now: float) -> dict[str, Any]:

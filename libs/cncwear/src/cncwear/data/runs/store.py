@@ -103,9 +103,7 @@ class RunStore:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
         self.engine = _engine(settings.data_store_uri(), settings.run_append_fsync)
-        self._appender = group_appender(
-            self.engine, max_rows=settings.run_max_rows, fsync=settings.run_append_fsync
-        )
+        self._appender = group_appender(self.engine, fsync=settings.run_append_fsync)
 
     # -- rows in --------------------------------------------------------------------------------
 
@@ -148,6 +146,7 @@ class RunStore:
                 probability=probability,
                 model_version=model_version,
                 request_id=request_id,
+                max_rows=self.settings.run_max_rows,
             )
         )
 
