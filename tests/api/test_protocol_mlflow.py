@@ -8,9 +8,7 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,6 +18,7 @@ import pandas as pd
 import pytest
 from mlflow.pyfunc.scoring_server.client import ScoringServerClient
 
+from tests.deploy.conftest import start
 from tests.helpers import free_port
 
 from .conftest import Registry, RunningServer, records
@@ -29,7 +28,7 @@ JSON = {"content-type": "application/json"}
 
 
 @pytest.fixture(scope="module")
-def oracle(registry: Registry) -> Iterator[str]:
+def oracle(registry: Registry, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """``mlflow models serve`` of the champion, in this environment; its base URL."""
     port = free_port()
     env = {
@@ -41,22 +40,16 @@ def oracle(registry: Registry) -> Iterator[str]:
         str(BIN / "mlflow"), "models", "serve", "-m", f"models:/{registry.model_name}@champion",
         "--env-manager", "local", "-h", "127.0.0.1", "-p", str(port),
     ]  # fmt: skip
-    with tempfile.TemporaryFile() as log:
-        process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+    log = tmp_path_factory.mktemp("mlflow-serve") / "serve.log"
+    process = start(command, env, log, "mlflow models serve")
+    try:
         try:
-            try:
-                ScoringServerClient("127.0.0.1", port).wait_server_ready(300, process)
-            except RuntimeError:
-                log.seek(0)
-                pytest.fail(f"mlflow models serve did not start:\n{log.read().decode()[-3000:]}")
-            yield f"http://127.0.0.1:{port}"
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+            ScoringServerClient("127.0.0.1", port).wait_server_ready(300, process.popen)
+        except RuntimeError:
+            pytest.fail(f"mlflow models serve did not start:\n{process.output()[-3000:]}")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        process.stop()  # its whole process group: the scoring server's workers too
 
 
 @pytest.fixture(scope="module")
