@@ -15,7 +15,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from cncwear_api.api.errors import BodyTooLargeError, NotJsonError
 from cncwear_api.core.log import ACCESS_LOGGER
 from cncwear_api.core.metrics import ApiMetrics
-from cncwear_api.protocols import protocol_of
+from cncwear_api.protocols import Protocol, protocol_of
 
 logger = logging.getLogger(ACCESS_LOGGER)
 
@@ -39,6 +39,7 @@ class RequestMiddleware:
         request_id = _request_id(scope)
         state = scope.setdefault("state", {})
         state["request_id"] = request_id
+        protocol = protocol_of(scope["path"])
         status = 500
 
         async def send_with_id(message: Message) -> None:
@@ -49,13 +50,12 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, self._limited(scope, receive), send_with_id)
+            await self.app(scope, self._limited(scope, receive, protocol), send_with_id)
         finally:
             seconds = time.perf_counter() - started
             route = getattr(scope.get("route"), "path", None) or "unmatched"
             quiet = route in QUIET_ROUTES
             if not quiet:
-                protocol = protocol_of(scope["path"])
                 self.metrics.observe_request(protocol, scope["method"], route, status, seconds)
             level = logging.DEBUG if quiet and status < 400 else logging.INFO
             if logger.isEnabledFor(level):
@@ -74,7 +74,7 @@ class RequestMiddleware:
                     },
                 )  # fmt: skip
 
-    def _limited(self, scope: Scope, receive: Receive) -> Receive:
+    def _limited(self, scope: Scope, receive: Receive, protocol: Protocol) -> Receive:
         """``receive`` refusing, on every route, a body over the limit (at once when its declared
         length is over, else as soon as the bytes received are) and a body that is not declared
         as JSON. The errors are HTTP exceptions, so the app's handler answers 413 or 415 whichever
@@ -85,7 +85,6 @@ class RequestMiddleware:
         if declared_length.isdigit() and int(declared_length) > limit:
             return _refuse(limit)
         content_type = _header(scope, b"content-type")
-        protocol = protocol_of(scope["path"])
         json_body = (
             _is_json(content_type)
             or protocol == "mlflow"
