@@ -58,7 +58,7 @@ from anchor.anchor_tabular import AnchorTabularExplainer
 from lime.discretize import BaseDiscretizer
 
 from cncwear.core.schema import CLASS_NAMES
-from cncwear.explain.conditions import bin_edges, condition, inside
+from cncwear.explain.conditions import bin_edges, condition, coverage
 from cncwear.explain.model import ModelFunction
 from cncwear.explain.results import Condition
 
@@ -278,13 +278,10 @@ class AnchorExplainer:
             rule = tuple(sorted(order))
             _, _, same = sample(list(rule), VERIFY_SAMPLES)
         conditions = self._conditions(order, mapping)
-        covered = np.ones(len(self._train), dtype=bool)
-        for item in conditions:
-            covered &= inside(item, self._train[:, self.columns.index(item.feature)])
         return AnchorResult(
             conditions=conditions,
             precision=float(np.mean(same)),
-            coverage=float(np.mean(covered)),
+            coverage=coverage(conditions, self._train, self.columns),
             partial=stopped is not None,
             stopped_by=stopped,
             samples=sampler.samples,

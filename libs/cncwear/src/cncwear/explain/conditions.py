@@ -48,6 +48,14 @@ def inside(item: Condition, values: np.ndarray) -> np.ndarray:
     return mask
 
 
+def coverage(conditions: list[Condition], reference: np.ndarray, columns: list[str]) -> float:
+    """Share of the reference rows (columns named by ``columns``) that every condition holds for."""
+    covered = np.ones(len(reference), dtype=bool)
+    for item in conditions:
+        covered &= inside(item, reference[:, columns.index(item.feature)])
+    return float(np.mean(covered))
+
+
 def draw_under(
     reference: np.ndarray,
     columns: list[str],

@@ -18,7 +18,7 @@ import pandas as pd
 from sklearn.tree import DecisionTreeClassifier
 
 from cncwear.explain.anchor_explainer import VERIFY_SAMPLES, AnchorResult
-from cncwear.explain.conditions import condition, draw_under, inside
+from cncwear.explain.conditions import condition, coverage, draw_under
 from cncwear.explain.model import ModelFunction
 from cncwear.explain.results import Condition
 
@@ -40,13 +40,10 @@ class DecisionPathAnchor:
         rng = np.random.default_rng(self.seed)
         drawn = draw_under(self.reference, self.columns, conditions, VERIFY_SAMPLES, rng)
         same = self.model.labels(drawn) == label
-        covered = np.ones(len(self.reference), dtype=bool)
-        for item in conditions:
-            covered &= inside(item, self.reference[:, self.columns.index(item.feature)])
         return AnchorResult(
             conditions=conditions,
             precision=float(np.mean(same)),
-            coverage=float(np.mean(covered)),
+            coverage=coverage(conditions, self.reference, self.columns),
             partial=False,
             stopped_by=None,
             samples=0,
