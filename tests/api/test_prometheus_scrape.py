@@ -5,8 +5,8 @@ and drift series, the project's alert rules load and evaluate, and every dashboa
 from __future__ import annotations
 
 import json
+import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +17,7 @@ import pytest
 import yaml
 
 from cncwear.core.schema import input_columns
+from tests.deploy.conftest import Process, start
 from tests.helpers import free_port
 
 from .conftest import Registry, RunningServer, serve, wait_until
@@ -48,34 +49,24 @@ def prometheus(api: RunningServer, tmp_path: Path) -> Iterator[str]:
     }
     (tmp_path / "prometheus.yml").write_text(yaml.safe_dump(config))
     port = free_port()
-    log = tmp_path / "prometheus.log"
-    with log.open("wb") as out:
-        process = subprocess.Popen(
-            [
-                binary,
-                f"--config.file={tmp_path / 'prometheus.yml'}",
-                f"--storage.tsdb.path={tmp_path / 'data'}",
-                f"--web.listen-address=127.0.0.1:{port}",
-            ],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-        )
+    command = [
+        binary,
+        f"--config.file={tmp_path / 'prometheus.yml'}",
+        f"--storage.tsdb.path={tmp_path / 'data'}",
+        f"--web.listen-address=127.0.0.1:{port}",
+    ]
+    process = start(command, dict(os.environ), tmp_path / "prometheus.log", "prometheus")
     url = f"http://127.0.0.1:{port}"
     try:
-        wait_until(lambda: _ready(url, process, log), "Prometheus to start", timeout=60)
+        wait_until(lambda: _ready(url, process), "Prometheus to start", timeout=60)
         yield url
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=10)
+        process.stop()
 
 
-def _ready(url: str, process: subprocess.Popen[bytes], log: Path) -> bool:
-    if process.poll() is not None:
-        pytest.fail(f"Prometheus exited:\n{log.read_text(errors='replace')[-3000:]}")
+def _ready(url: str, process: Process) -> bool:
+    if not process.running():
+        pytest.fail(f"Prometheus exited:\n{process.output()[-3000:]}")
     try:
         return httpx.get(f"{url}/-/ready", timeout=2).status_code == 200
     except httpx.HTTPError:
