@@ -32,10 +32,19 @@ from typing import IO, Any
 
 import httpx
 import numpy as np
+import pandas as pd
 
+from cncwear.core.choices import Budget
+from cncwear.core.settings import Settings
 from cncwear.data.dataset import load_dataset
+from cncwear.data.feature_map import FeatureMap
+from cncwear.monitoring.window import Monitor, MonitorConfig, Reference
 from cncwear.registry.store import ModelStore
 from cncwear.serving.batch import to_batch
+from cncwear.training.budget import BUDGETS
+from cncwear.training.candidates import FitContext
+from cncwear.training.evaluation import holdout_split
+from cncwear.training.retrain import candidate_profile, make_candidate
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.schemas.predict import PredictRequest
@@ -187,7 +196,19 @@ def main() -> None:
     )
     parser.add_argument("--requests", type=int, default=3000, help="single-row requests per server")
     parser.add_argument("--seconds", type=float, default=8.0, help="seconds per throughput block")
+    parser.add_argument("--loeo", action="store_true", help="false alarms and detection, LOEO")
+    parser.add_argument("--candidate", default="random_forest", help="the LOEO folds' learner")
+    parser.add_argument("--quantile", type=float, default=1.0, help="the null's upper quantile")
+    parser.add_argument("--min-rows", type=int, default=100, help="rows before a run is judged")
     args = parser.parse_args()
+    if args.loeo:
+        loeo(args)
+    else:
+        cost(args)
+
+
+def cost(args: argparse.Namespace) -> None:
+    """The monitoring step's cost on ``/predict``: monitoring on against off, in the same run."""
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     settings = ApiSettings()
     if ModelStore(settings).champion_version() is None:
@@ -265,6 +286,122 @@ def main() -> None:
             {"in_process": floor, "http": stats, "throughput": rates, "ratios": ratios}, indent=2
         )
     )
+    print(f"written to {out}")
+
+
+# Leave-one-experiment-out: false alarms and detection power ------------------------------------
+
+FAULTS: dict[str, str] = {
+    "gain": "output-current gain 1.10 on X1, Y1 and S1",
+    "offset": "work offset shifted 5 mm on X (actual and command positions)",
+    "stuck_current": "Y1_OutputCurrent frozen at its first value",
+    "stuck_position": "X1_ActualPosition frozen at its first value",
+    "unit": "X1_ActualVelocity in the wrong unit (x10)",
+}
+BATCH_ROWS = 100
+
+
+def faulty(rows: pd.DataFrame, fault: str) -> pd.DataFrame:
+    """The same run with one of :data:`FAULTS`."""
+    rows = rows.copy()
+    if fault == "gain":
+        for column in ("X1_OutputCurrent", "Y1_OutputCurrent", "S1_OutputCurrent"):
+            rows[column] = rows[column] * 1.10
+    elif fault == "offset":
+        for column in ("X1_ActualPosition", "X1_CommandPosition"):
+            rows[column] = rows[column] + 5.0
+    elif fault == "stuck_current":
+        rows["Y1_OutputCurrent"] = rows["Y1_OutputCurrent"].iloc[0]
+    elif fault == "stuck_position":
+        rows["X1_ActualPosition"] = rows["X1_ActualPosition"].iloc[0]
+    elif fault == "unit":
+        rows["X1_ActualVelocity"] = rows["X1_ActualVelocity"] * 10.0
+    return rows
+
+
+def stream(
+    monitor: Monitor, pipeline: Any, rows: pd.DataFrame
+) -> tuple[bool, int | None, list[str]]:
+    """Score the run's rows in batches, judging the rows so far after each batch: the verdict on
+    the whole run, the rows after which it was first drifted, and what drifted at the end."""
+    columns = list(pipeline.feature_names_in_)
+    numeric = rows[monitor.feature_map.raw_columns].to_numpy(np.float64)
+    probability = np.asarray(pipeline.predict_proba(rows[columns])[:, 1])
+    first: int | None = None
+    verdict = None
+    for stop in range(BATCH_ROWS, len(rows) + BATCH_ROWS, BATCH_ROWS):
+        end = min(stop, len(rows))
+        verdict = monitor.judge(numeric[:end], probability[:end])
+        if verdict.drift_detected and first is None:
+            first = end
+    assert verdict is not None
+    return verdict.drift_detected, first, verdict.drifted
+
+
+def loeo(args: argparse.Namespace) -> None:
+    settings = Settings(home=Path(tempfile.mkdtemp(prefix="cncwear-drift-")), budget=Budget.FAST)
+    dataset = load_dataset(settings.data_dir).active()
+    context = FitContext.from_settings(settings, BUDGETS[Budget.FAST])
+    started = time.perf_counter()
+    results: dict[int, dict[str, Any]] = {}
+    print(
+        f"leave-one-experiment-out drift, {args.candidate} at the fast budget, quantile "
+        f"{args.quantile:g}; margin chosen per fold on its training runs; runs judged after every "
+        f"{BATCH_ROWS} rows from {args.min_rows}",
+        flush=True,
+    )
+    for experiment in (int(e) for e in dataset.experiments):
+        rest = dataset.subset([e for e in dataset.experiments if e != experiment])
+        split = holdout_split(rest, settings.holdout_fraction, settings.seed)
+        train, holdout = (
+            rest.subset(split.train_experiments),
+            rest.subset(split.holdout_experiments),
+        )
+        fitted = make_candidate(args.candidate, settings).fit(train, context)
+        profile = candidate_profile(fitted.pipeline, train, holdout, seed=settings.seed)
+        reference = Reference.from_profile(str(experiment), profile, {})
+        assert reference.null is not None
+        margin = reference.null.choose_margin(args.quantile)
+        config = MonitorConfig(
+            window_rows=10**6,
+            min_rows=args.min_rows,
+            drift_share=0.5,
+            ks_alpha=0.05,
+            wasserstein_threshold=0.1,
+            feedback_window_rows=10,
+            feedback_min_rows=10,
+            null_quantile=args.quantile,
+            null_margin=None,
+        )
+        monitor = Monitor(reference, FeatureMap.probe(fitted.pipeline), config)
+        run = dataset.subset([experiment]).rows
+        fold: dict[str, Any] = {"rows": len(run), "margin": monitor.margin}
+        for name in ("clean", *FAULTS):
+            rows = run if name == "clean" else faulty(run, name)
+            drifted, first, what = stream(monitor, fitted.pipeline, rows)
+            fold[name] = {"drifted": drifted, "rows_to_decide": first, "what": what[:6]}
+        results[experiment] = fold
+        flags = " ".join(f"{n}={'Y' if fold[n]['drifted'] else '-'}" for n in ("clean", *FAULTS))
+        print(
+            f"  experiment {experiment:>2} ({len(run):>4} rows, margin {margin:g}): {flags}"
+            + (f"  clean drifted on {fold['clean']['what']}" if fold["clean"]["drifted"] else ""),
+            flush=True,
+        )
+    print(f"\n{len(results)} folds in {time.perf_counter() - started:.0f} s")
+    clean = sum(f["clean"]["drifted"] for f in results.values())
+    print(f"false alarms on clean runs: {clean} of {len(results)} (target: at most 1)")
+    for name, what in FAULTS.items():
+        hits = [f[name] for f in results.values()]
+        detected = sum(h["drifted"] for h in hits)
+        needed = [h["rows_to_decide"] for h in hits if h["rows_to_decide"] is not None]
+        median = f"{statistics.median(needed):.0f}" if needed else "-"
+        print(
+            f"detected {name:15} {detected:>2} of {len(hits)} (target: at least 16); "
+            f"rows to decide: median {median}, max {max(needed, default=0)}   ({what})"
+        )
+    RESULTS.mkdir(exist_ok=True)
+    out = RESULTS / f"drift-loeo-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.write_text(json.dumps(results, indent=2, default=str))
     print(f"written to {out}")
 
 

@@ -570,3 +570,43 @@ def test_an_accepted_run_queues_a_retrain_when_retrain_after_runs_is_one(
     assert len(jobs) == 1
     assert jobs[0]["state"] == "queued"
     assert "run" in jobs[0]["request"]["reason"]
+
+
+# -- drift of one run ------------------------------------------------------------------------------
+
+
+def test_a_held_out_run_is_within_the_normal_band_and_the_same_run_with_a_frozen_sensor_is_not(
+    client: TestClient, dataset: Dataset
+) -> None:
+    held = client.get("/model").json()["metrics"]["holdout_experiments"]
+    experiment = int(held[0])
+    normal, frozen = (f"mill-7/drift/{kind}-{uuid.uuid4().hex[:8]}" for kind in ("ok", "frozen"))
+    rows = run_rows(dataset, experiment)
+    stream(client, normal, rows)
+    broken = rows.copy()
+    broken["Y1_OutputCurrent"] = broken["Y1_OutputCurrent"].iloc[0]
+    stream(client, frozen, broken)
+
+    calm = client.get("/drift", params={"run": normal})
+    assert calm.status_code == 200, calm.text
+    verdict = calm.json()
+    active = int(rows["Machining_Process"].str.startswith("Layer").sum())
+    assert verdict["run"] == normal and verdict["rows"] == active and verdict["enough_rows"]
+    assert verdict["calibrated"] and verdict["margin"] > 0
+    assert not verdict["drift_detected"], verdict["drifted_features"]
+    assert any(f["name"] == "toolpath" for f in verdict["features"])
+
+    alarm = client.get("/drift", params={"run": frozen}).json()
+    assert alarm["drift_detected"]
+    stuck = {f["name"]: f["stuck"] for f in alarm["features"]}
+    assert stuck["Y1_OutputCurrent"] and sum(stuck.values()) == 1
+
+
+def test_drift_of_an_unknown_run_is_a_404_and_of_a_malformed_id_a_422_naming_run(
+    client: TestClient, run: str
+) -> None:
+    missing = client.get("/drift", params={"run": run})
+    assert missing.status_code == 404, missing.text
+    bad = client.get("/drift", params={"run": "../etc/passwd"})
+    assert bad.status_code == 422, bad.text
+    assert "run" in bad.text

@@ -9,6 +9,7 @@ trusted only if it reproduces their output exactly.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -100,6 +101,20 @@ class FeatureMap:
             minus=empty,
             has_minus=np.zeros(0),
             unmapped=selected_features(pipeline),
+        )
+
+    def with_columns(self, columns: Sequence[str]) -> FeatureMap:
+        """This map plus the raw ``columns`` it does not compute already, as plain picks (the
+        drift monitor watches raw readings beside the model's features)."""
+        extra = [c for c in columns if c not in self.names and c in self.raw_columns]
+        picks = np.array([self.raw_columns.index(c) for c in extra], dtype=np.int64)
+        return FeatureMap(
+            raw_columns=self.raw_columns,
+            names=[*self.names, *extra],
+            plus=np.concatenate([self.plus, picks]),
+            minus=np.concatenate([self.minus, np.zeros(len(extra), dtype=np.int64)]),
+            has_minus=np.concatenate([self.has_minus, np.zeros(len(extra))]),
+            unmapped=self.unmapped,
         )
 
     def apply(self, raw: np.ndarray) -> np.ndarray:

@@ -6,19 +6,31 @@ distribution of predicted wear probability on the held-out experiments.
 
 It keeps two samples of those features: of the training rows (``sample``: what the model learned
 from; the explainers start from it) and of the held-out experiments' rows (``holdout_sample``: the
-rows on which the model's holdout figures were measured). Drift monitoring compares traffic with the
-latter: experiments differ from each other (feed rate, clamp pressure, the stock), so new runs
-always look shifted against the training runs, and what matters is whether traffic still looks like
-the unseen runs the model was judged on.
+rows on which the model's holdout figures were measured). Given the runs the rows came from, it
+also holds ``drift_null`` (:mod:`cncwear.data.drift_null`): a sample of the training runs'
+watched columns and how far each normal run lies from the others, which drift monitoring judges
+traffic against; models logged before it are judged against ``holdout_sample`` with fixed
+thresholds.
 """
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.pipeline import Pipeline
+
+from cncwear.data.drift_null import (
+    NullReferenceError,
+    build_null_reference,
+    build_prediction_null,
+    watched_map,
+)
+from cncwear.data.feature_map import FeatureMap, FeatureStepsError
+
+logger = logging.getLogger(__name__)
 
 QUANTILES = (0.0, 0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.99, 1.0)
 PROBABILITY_BINS = 20
@@ -31,9 +43,13 @@ def build_profile(
     holdout_probability_worn: np.ndarray,
     *,
     holdout_x: pd.DataFrame | None = None,
+    train_groups: np.ndarray | None = None,
+    holdout_groups: np.ndarray | None = None,
     sample_size: int = 2000,
     seed: int = 0,
 ) -> dict[str, Any]:
+    """``train_groups`` and ``holdout_groups``: the run (experiment) of each row, for the drift
+    null; without them the profile has none."""
     engineered = pipeline[:-1].transform(train_x)
     rng = np.random.default_rng(seed)
     sample_rows = rng.choice(len(engineered), size=min(sample_size, len(engineered)), replace=False)
@@ -68,7 +84,43 @@ def build_profile(
         profile["holdout_sample"] = {
             str(c): held[c].to_numpy()[picked].tolist() for c in held.columns
         }
+    if train_groups is not None:
+        profile["drift_null"] = _drift_null(
+            pipeline,
+            train_x,
+            train_groups,
+            holdout_probability_worn,
+            holdout_groups,
+            sample_size=sample_size,
+            seed=seed,
+        )
     return profile
+
+
+def _drift_null(
+    pipeline: Pipeline,
+    train_x: pd.DataFrame,
+    train_groups: np.ndarray,
+    holdout_probability_worn: np.ndarray,
+    holdout_groups: np.ndarray | None,
+    *,
+    sample_size: int,
+    seed: int,
+) -> dict[str, Any] | None:
+    try:
+        watched = watched_map(FeatureMap.probe(pipeline))
+        columns = watched.apply(train_x[watched.raw_columns].to_numpy(np.float64))
+        null = build_null_reference(
+            columns, np.asarray(train_groups), watched.names, sample_size=sample_size, seed=seed
+        ).as_profile()
+    except (FeatureStepsError, NullReferenceError) as error:
+        logger.warning("no drift null for this model: %s", error)
+        return None
+    if holdout_groups is not None and len(np.unique(holdout_groups)) >= 2:
+        null["prediction"] = build_prediction_null(
+            np.asarray(holdout_probability_worn), np.asarray(holdout_groups), seed=seed
+        ).as_profile()
+    return null
 
 
 def _describe(values: np.ndarray) -> dict[str, Any]:

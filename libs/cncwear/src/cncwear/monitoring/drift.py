@@ -11,12 +11,14 @@ the feature counts as drifted; the share of drifted features decides about the w
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 from typing import Any
 
 import numpy as np
 from scipy import stats
+
+from cncwear.data.drift_null import Check, shape_distance
 
 EVIDENTLY_SMALL_REFERENCE = 1000
 """Evidently: up to this many reference observations, a statistical test (KS); above, a distance."""
@@ -26,13 +28,13 @@ WASSERSTEIN_THRESHOLD = 0.1
 PSI_BINS = 10
 PSI_EPSILON = 1e-4
 """Floor on a bin's share, so an empty bin gives a large PSI rather than an infinite one."""
-MIN_STD = 1e-3
-"""Evidently's floor on the reference standard deviation used to norm the Wasserstein distance."""
 
 
 class DriftTest(StrEnum):
     KS = "ks"
     WASSERSTEIN = "wasserstein"
+    TOOLPATH = "toolpath"
+    """Rows' axis positions against the reference's tool path (:mod:`cncwear.data.drift_null`)."""
 
 
 def choose_test(reference_size: int) -> DriftTest:
@@ -53,9 +55,22 @@ class FeatureDrift:
     drifted: bool
     reference_mean: float
     current_mean: float
+    band: dict[str, float] = field(default_factory=dict)
+    """Where normal runs lie (the null's quantiles), when the threshold is calibrated on them."""
+    p_value: float | None = None
+    """The KS p-value, shown beside a calibrated statistic (not what decides)."""
+    stuck: bool = False
+    """Constant over the window, where no normal run was."""
+    spread: float | None = None
+    """Standard deviation over the reference's, when calibrated."""
+    spread_threshold: float | None = None
+
+    @property
+    def calibrated(self) -> bool:
+        return bool(self.band)
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "test": self.test.value}
+        return {**asdict(self), "test": self.test.value, "calibrated": self.calibrated}
 
 
 def psi(reference: np.ndarray, current: np.ndarray, bins: int = PSI_BINS) -> float:
@@ -87,8 +102,7 @@ def compare(
         statistic = float(stats.ks_2samp(reference, current).pvalue)
         threshold, drifted = ks_alpha, statistic < ks_alpha
     else:
-        norm = max(float(np.std(reference)), MIN_STD)
-        statistic = float(stats.wasserstein_distance(reference, current)) / norm
+        statistic = shape_distance(reference, current)
         threshold, drifted = wasserstein_threshold, statistic > wasserstein_threshold
     return FeatureDrift(
         name=name,
@@ -99,4 +113,47 @@ def compare(
         drifted=bool(drifted),
         reference_mean=float(np.mean(reference)),
         current_mean=float(np.mean(current)),
+    )
+
+
+def calibrated(
+    name: str,
+    reference: np.ndarray,
+    current: np.ndarray,
+    checks: dict[str, Check],
+    *,
+    psi_bins: int = PSI_BINS,
+) -> FeatureDrift:
+    """Drift of one column judged against the variation between normal runs: its ``shape``,
+    ``spread`` and ``stuck`` checks, with PSI and the KS p-value shown beside them."""
+    shape, wider, frozen = checks["shape"], checks.get("spread"), checks.get("stuck")
+    return FeatureDrift(
+        name=name,
+        psi=psi(reference, current, psi_bins),
+        test=DriftTest.WASSERSTEIN,
+        statistic=shape.statistic,
+        threshold=shape.threshold,
+        drifted=any(c is not None and c.drifted for c in (shape, wider, frozen)),
+        reference_mean=float(np.mean(reference)),
+        current_mean=float(np.mean(current)),
+        band=shape.band,
+        p_value=float(stats.ks_2samp(reference, current).pvalue),
+        stuck=bool(frozen and frozen.drifted),
+        spread=None if wider is None else wider.statistic,
+        spread_threshold=None if wider is None else wider.threshold,
+    )
+
+
+def toolpath(check: Check) -> FeatureDrift:
+    """The tool-path check as a row of the drift table (no means or PSI: it is joint)."""
+    return FeatureDrift(
+        name=check.name,
+        psi=0.0,
+        test=DriftTest.TOOLPATH,
+        statistic=check.statistic,
+        threshold=check.threshold,
+        drifted=check.drifted,
+        reference_mean=0.0,
+        current_mean=0.0,
+        band=check.band,
     )

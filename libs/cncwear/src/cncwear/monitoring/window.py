@@ -15,13 +15,15 @@ import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any, ClassVar
 
 import numpy as np
 from sklearn.pipeline import Pipeline
 
+from cncwear.data.drift_null import NullReference, PredictionNull, watched_map
 from cncwear.data.feature_map import FeatureMap, FeatureStepsError
-from cncwear.monitoring.drift import FeatureDrift, compare
+from cncwear.monitoring.drift import FeatureDrift, calibrated, compare, toolpath
 
 logger = logging.getLogger(__name__)
 
@@ -101,6 +103,12 @@ class MonitorConfig:
     feedback_min_rows: int
     """Labelled rows needed before live performance is reported and judged."""
     psi_bins: int = 10
+    null_quantile: float = 1.0
+    """Upper quantile of the null (between normal runs) that bounds the normal band."""
+    null_margin: float | None = None
+    """Factor on that quantile beyond which a statistic counts as drifted; None: the model's own,
+    the smallest under which none of its training runs is drifted against the others
+    (:meth:`NullReference.choose_margin`)."""
 
 
 @dataclass(frozen=True)
@@ -115,6 +123,10 @@ class Reference:
     holdout: dict[str, float]
     """The model's accuracy, precision and recall on the held-out experiments."""
     training_rows: int
+    null: NullReference | None = None
+    """The training runs' watched columns and their null (the profile's ``drift_null``); None for
+    a model logged before it, judged against ``features`` with fixed thresholds."""
+    prediction_null: PredictionNull | None = None
     source: ClassVar[str] = "holdout_sample"
     """The profile's sample ``features`` come from."""
 
@@ -124,6 +136,7 @@ class Reference:
     ) -> Reference:
         sample = profile.get(cls.source) or {}
         probabilities = profile.get("holdout_probability_worn") or {}
+        null = profile.get("drift_null") or {}
         return cls(
             version=version,
             features={str(k): np.asarray(v, dtype=np.float64) for k, v in sample.items()},
@@ -132,6 +145,10 @@ class Reference:
                 k: float(holdout_metrics[k]) for k in PERFORMANCE_METRICS if k in holdout_metrics
             },
             training_rows=int(profile.get("rows", 0)),
+            null=NullReference.from_profile(null) if null else None,
+            prediction_null=(
+                PredictionNull.from_profile(null["prediction"]) if "prediction" in null else None
+            ),
         )
 
 
@@ -152,6 +169,22 @@ class LivePerformance:
             "holdout": self.holdout,
             "difference": self.difference,
         }
+
+
+@dataclass(frozen=True)
+class DriftVerdict:
+    """Drift of some served rows: a replica's window, or one run."""
+
+    rows: int
+    enough_rows: bool
+    features: list[FeatureDrift]
+    drift_share: float
+    drift_detected: bool
+    prediction: FeatureDrift | None
+
+    @property
+    def drifted(self) -> list[str]:
+        return [f.name for f in self.features if f.drifted]
 
 
 @dataclass(frozen=True)
@@ -183,9 +216,19 @@ class Monitor:
         self.reference = reference
         self.config = config
         self.feature_map = feature_map
-        self.names = [n for n in feature_map.names if n in reference.features]
-        keep = [feature_map.names.index(n) for n in self.names]
-        self._matrix = np.ascontiguousarray(feature_map.matrix[:, keep])
+        watched = watched_map(feature_map)
+        self.null = reference.null
+        if self.null is not None and not set(self.null.names) <= set(watched.names):
+            logger.warning("the drift null names columns this model does not compute; ignored")
+            self.null = None
+        if self.null is not None:
+            self.names = list(self.null.names)
+            computed = watched
+        else:
+            self.names = [n for n in feature_map.names if n in reference.features]
+            computed = feature_map
+        keep = [computed.names.index(n) for n in self.names]
+        self._matrix = np.ascontiguousarray(computed.matrix[:, keep])
         # Raw readings are kept and engineered at report time: a slice copy per request, no
         # arithmetic on the request path.
         self._served = RingBuffer(config.window_rows, len(feature_map.raw_columns), 1)
@@ -220,43 +263,37 @@ class Monitor:
             numeric, probability_column = self._served.values()
             predicted, actual = self._feedback.values()
             rows_seen = self._served.total
-        features = numeric @ self._matrix
-        probability = probability_column[:, 0]
         feedback = np.column_stack([predicted[:, 0], actual[:, 0]])
+        verdict = self.judge(numeric, probability_column[:, 0])
         config = self.config
-        enough = len(features) >= config.min_rows and len(features) > 0
-        drifts: list[FeatureDrift] = []
-        prediction: FeatureDrift | None = None
-        if enough:
-            drifts = [
-                self._compare(name, self.reference.features[name], features[:, i])
-                for i, name in enumerate(self.names)
-            ]
-            if len(self.reference.probability_worn):
-                prediction = self._compare(
-                    "probability_worn", self.reference.probability_worn, probability
-                )
-        share = sum(d.drifted for d in drifts) / len(drifts) if drifts else 0.0
         return MonitorReport(
             version=self.version,
-            window_rows=len(features),
+            window_rows=verdict.rows,
             rows_seen=rows_seen,
-            enough_rows=enough,
-            features=drifts,
-            drift_share=share,
-            drift_detected=enough and bool(drifts) and share >= config.drift_share,
-            prediction=prediction,
+            enough_rows=verdict.enough_rows,
+            features=verdict.features,
+            drift_share=verdict.drift_share,
+            drift_detected=verdict.drift_detected,
+            prediction=verdict.prediction,
             performance=self._performance(feedback),
             config=config,
             reference={
                 "version": self.version,
                 "what": (
-                    "this version's held-out experiments: their rows (features) and its "
+                    "this version's training runs (features), each judged against the others "
+                    "for the normal band, and its predictions on its held-out runs "
+                    "(probability_worn)"
+                    if self.null is not None
+                    else "this version's held-out experiments: their rows (features) and its "
                     "predictions on them (probability_worn)"
                 ),
+                "calibrated": self.null is not None,
+                "training_runs": None if self.null is None else self.null.runs,
                 "training_rows": self.reference.training_rows,
-                "feature_sample_rows": min(
-                    (len(v) for v in self.reference.features.values()), default=0
+                "feature_sample_rows": (
+                    len(self.null.sample)
+                    if self.null is not None
+                    else min((len(v) for v in self.reference.features.values()), default=0)
                 ),
                 "probability_sample_rows": len(self.reference.probability_worn),
                 "features": self.names,
@@ -267,6 +304,78 @@ class Monitor:
                 ],
             },
         )
+
+    @cached_property
+    def margin(self) -> float:
+        """The margin on the null's quantile: the setting, else chosen on the training runs (tens
+        of milliseconds, once per served version, off the request path)."""
+        if self.config.null_margin is not None:
+            return self.config.null_margin
+        assert self.null is not None
+        return self.null.choose_margin(self.config.null_quantile)
+
+    def judge(
+        self, numeric: np.ndarray, probability: np.ndarray, *, min_rows: int | None = None
+    ) -> DriftVerdict:
+        """Drift of some served rows (validated raw numeric rows in the model's column order, and
+        their wear probabilities): a window, or one run's rows. Against the null where the model
+        has one: drifted when any check lies beyond the normal band. Else against the holdout
+        sample with fixed thresholds, drifted from a share of drifted features. ``min_rows``:
+        rows needed to judge at all (default: the window's)."""
+        features = numeric @ self._matrix
+        config = self.config
+        needed = config.min_rows if min_rows is None else min_rows
+        enough = len(features) >= needed and len(features) > 0
+        drifts: list[FeatureDrift] = []
+        prediction: FeatureDrift | None = None
+        if enough and self.null is not None:
+            drifts, prediction = self._calibrated(features, probability)
+        elif enough:
+            drifts = [
+                self._compare(name, self.reference.features[name], features[:, i])
+                for i, name in enumerate(self.names)
+            ]
+            if len(self.reference.probability_worn):
+                prediction = self._compare(
+                    "probability_worn", self.reference.probability_worn, probability
+                )
+        share = sum(d.drifted for d in drifts) / len(drifts) if drifts else 0.0
+        if self.null is not None:
+            detected = any(d.drifted for d in drifts)
+        else:
+            detected = enough and bool(drifts) and share >= config.drift_share
+        return DriftVerdict(len(features), enough, drifts, share, detected, prediction)
+
+    def _calibrated(
+        self, features: np.ndarray, probability: np.ndarray
+    ) -> tuple[list[FeatureDrift], FeatureDrift | None]:
+        assert self.null is not None
+        quantile, margin = self.config.null_quantile, self.margin
+        verdict = self.null.judge(features, quantile=quantile, margin=margin)
+        drifts = [
+            calibrated(
+                name,
+                self.null.sample[:, i],
+                features[:, i],
+                verdict.by_column(name),
+                psi_bins=self.config.psi_bins,
+            )
+            for i, name in enumerate(self.names)
+        ]
+        drifts.extend(toolpath(c) for c in verdict.checks if c.check == "toolpath")
+        prediction = None
+        if self.reference.prediction_null is not None:
+            check = self.reference.prediction_null.judge(
+                probability, quantile=quantile, margin=margin
+            )
+            prediction = calibrated(
+                "probability_worn",
+                self.reference.prediction_null.sample,
+                probability,
+                {"shape": check},
+                psi_bins=self.config.psi_bins,
+            )
+        return drifts, prediction
 
     def _compare(self, name: str, reference: np.ndarray, current: np.ndarray) -> FeatureDrift:
         return compare(

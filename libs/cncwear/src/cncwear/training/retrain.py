@@ -252,16 +252,27 @@ def _train_candidate(
         report.model_uri = store.log_model(
             fitted.pipeline,
             input_example=train.rows[list(fitted.pipeline.feature_names_in_)].head(5),
-            profile=build_profile(
-                fitted.pipeline,
-                train.rows[list(fitted.pipeline.feature_names_in_)],
-                train.labels,
-                _probability_worn(fitted.pipeline, holdout),
-                holdout_x=holdout.rows[list(fitted.pipeline.feature_names_in_)],
-                seed=context.seed,
-            ),
+            profile=candidate_profile(fitted.pipeline, train, holdout, seed=context.seed),
         )
     return report
+
+
+def candidate_profile(
+    pipeline: Pipeline, train: Dataset, holdout: Dataset, *, seed: int
+) -> dict[str, Any]:
+    """The reference profile logged with a candidate: its training rows and runs, and its
+    predictions on the held-out runs."""
+    columns = list(pipeline.feature_names_in_)
+    return build_profile(
+        pipeline,
+        train.rows[columns],
+        train.labels,
+        _probability_worn(pipeline, holdout),
+        holdout_x=holdout.rows[columns],
+        train_groups=train.groups,
+        holdout_groups=holdout.groups,
+        seed=seed,
+    )
 
 
 def _fill_report(

@@ -70,7 +70,18 @@ class ApiSettings(Settings):
 
     drift_share_threshold: float = Field(default=0.5, gt=0.0, le=1.0)
     """Share of drifted features from which the traffic counts as drifted (Evidently's
-    default)."""
+    default), for models logged without a drift null; with one, any check beyond its band."""
+
+    drift_null_quantile: float = Field(default=1.0, ge=0.5, le=1.0)
+    """Upper quantile of the between-runs null that bounds a check's normal band (1.0: the most
+    unusual normal training run)."""
+
+    drift_null_margin: float | None = Field(default=None, gt=0.0)
+    """Factor on that quantile beyond which a check counts as drifted. Unset: each model's own,
+    the smallest under which none of its training runs is drifted against the others."""
+
+    drift_run_min_rows: int = Field(default=100, ge=1)
+    """Active-cutting rows a run needs before ``GET /drift?run=`` judges it."""
 
     drift_ks_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     """KS test level (used when the reference holds at most 1,000 rows)."""

@@ -33,14 +33,41 @@ class LiveDistributions(BaseModel):
 class FeatureDriftPublic(BaseModel):
     name: str
     psi: float = Field(description="Population stability index over the reference's deciles")
-    test: Literal["ks", "wasserstein"] = Field(
-        description="Chosen like Evidently: KS up to 1,000 reference rows, else normed Wasserstein"
+    test: Literal["ks", "wasserstein", "toolpath"] = Field(
+        description=(
+            "Chosen like Evidently: KS up to 1,000 reference rows, else normed Wasserstein; "
+            "`toolpath`: the rows' axis positions against the training runs' tool path"
+        )
     )
-    statistic: float = Field(description="KS p-value, or Wasserstein distance / reference std")
-    threshold: float
+    statistic: float = Field(
+        description=(
+            "KS p-value, Wasserstein distance / reference std, or (toolpath) the median distance "
+            "to the nearest reference row in reference stds"
+        )
+    )
+    threshold: float = Field(
+        description="Fixed, or (calibrated) the normal band's edge: the null's quantile x margin"
+    )
     drifted: bool
     reference_mean: float
     current_mean: float
+    calibrated: bool = Field(
+        default=False, description="Judged against the variation between normal training runs"
+    )
+    band: dict[str, float] = Field(
+        default_factory=dict,
+        description="Where normal runs lie: the between-runs null's quantiles (0.5, 0.9, 1.0)",
+    )
+    p_value: float | None = Field(
+        default=None, description="KS p-value, shown beside a calibrated statistic"
+    )
+    spread: float | None = Field(
+        default=None, description="Standard deviation over the reference's (calibrated)"
+    )
+    spread_threshold: float | None = None
+    stuck: bool = Field(
+        default=False, description="Constant over the rows, where no normal training run was"
+    )
 
     @classmethod
     def of(cls, drift: FeatureDrift) -> FeatureDriftPublic:
@@ -101,6 +128,22 @@ class DriftPublic(BaseModel):
     )
     reference: dict[str, Any]
     triggers: TriggersPublic
+
+
+class RunDriftPublic(BaseModel):
+    """One run's rows against the served model's reference: is this run unusual, and on what."""
+
+    run: str
+    model: ModelRef
+    rows: int = Field(description="Active-cutting rows of the run judged")
+    min_rows: int
+    enough_rows: bool
+    calibrated: bool = Field(description="Judged against the variation between normal runs")
+    margin: float | None = Field(description="Factor on the null's quantile (calibrated)")
+    drift_detected: bool
+    drifted_features: list[str]
+    features: list[FeatureDriftPublic]
+    prediction: FeatureDriftPublic | None
 
 
 class FeedbackRequest(BaseModel):

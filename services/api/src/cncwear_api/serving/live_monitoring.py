@@ -20,16 +20,20 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
+from cncwear.core.schema import ACTIVE_PROCESSES, PROCESS_COLUMN
 from cncwear.jobs.store import Job, RetrainRequest
 from cncwear.monitoring.window import (
     PERFORMANCE_METRICS,
+    DriftVerdict,
     Monitor,
     MonitorConfig,
     MonitorReport,
     RecentPredictions,
     SustainedCondition,
 )
+from cncwear.serving.batch import of_validated
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.core.settings import ApiSettings
 from cncwear_api.serving.holder import ServedModel
@@ -76,6 +80,8 @@ class LiveMonitoring:
             wasserstein_threshold=settings.drift_wasserstein_threshold,
             feedback_window_rows=settings.feedback_window_rows,
             feedback_min_rows=settings.feedback_min_rows,
+            null_quantile=settings.drift_null_quantile,
+            null_margin=settings.drift_null_margin,
         )
         self.recent = RecentPredictions(settings.feedback_memory_rows)
         self.drift_condition = SustainedCondition(settings.trigger_sustain_seconds)
@@ -120,6 +126,18 @@ class LiveMonitoring:
         report = self.monitor_for(served).report()
         self._export(report)
         return report
+
+    def judge_run(self, served: ServedModel, rows: pd.DataFrame) -> DriftVerdict:
+        """Drift of one run's active-cutting rows (the null is built on active cutting), scored
+        by the served version. Blocking (milliseconds to a second for a long run)."""
+        active = rows[rows[PROCESS_COLUMN].isin(ACTIVE_PROCESSES)]
+        monitor = self.monitor_for(served)
+        min_rows = self.settings.drift_run_min_rows
+        if active.empty:
+            empty = np.zeros((0, len(monitor.feature_map.raw_columns)))
+            return monitor.judge(empty, np.zeros(0), min_rows=min_rows)
+        batch = of_validated(active[list(served.input_columns)], served.input_columns)
+        return monitor.judge(batch.numeric, served.probability_worn(batch), min_rows=min_rows)
 
     def check(self, served: ServedModel, now: float | None = None) -> MonitorReport:
         """One periodic check: report, export, and queue a retrain when a trigger condition has
@@ -198,9 +216,14 @@ def _accuracy_drop(report: MonitorReport) -> float | None:
 
 def _drift_reason(report: MonitorReport, settings: ApiSettings) -> str:
     drifted = report.drifted
+    calibrated = any(f.calibrated for f in report.features)
+    rule = (
+        "beyond the normal band of the training runs"
+        if calibrated
+        else f"share {report.drift_share:.2f} >= {settings.drift_share_threshold:g}"
+    )
     return (
-        f"drift: {len(drifted)} of {len(report.features)} features drifted (share "
-        f"{report.drift_share:.2f} >= {settings.drift_share_threshold:g}) for "
+        f"drift: {len(drifted)} of {len(report.features)} features drifted ({rule}) for "
         f"{settings.trigger_sustain_seconds:g} s in {report.window_rows} rows of version "
         f"{report.version}: {', '.join(drifted)}"
     )

@@ -4,10 +4,10 @@ ground truth for earlier predictions, giving live accuracy, precision and recall
 from __future__ import annotations
 
 import logging
-from typing import Any
+from typing import Annotated, Any
 
 import numpy as np
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from cncwear.serving.batch import to_batch
@@ -29,6 +29,7 @@ from cncwear_api.schemas.drift import (
     LiveDistributions,
     LiveFeatureDistribution,
     LivePerformancePublic,
+    RunDriftPublic,
     TriggerPublic,
     TriggersPublic,
 )
@@ -56,19 +57,31 @@ def _monitoring(request: Request) -> LiveMonitoring:
 
 @router.get(
     "/drift",
-    response_model=DriftPublic,
+    response_model=DriftPublic | RunDriftPublic,
     summary="Drift of live traffic and live performance of the served model",
     description=(
         "Per selected feature over the window of recent served rows (this replica's): a "
         "population stability index and a drift test chosen like Evidently's defaults; the share "
         "of drifted features; drift of the predicted wear probability; live accuracy, precision "
         "and recall from feedback, beside the holdout figures; the same over labelled runs "
-        "(shared by every replica); the reference compared against; the retrain triggers."
+        "(shared by every replica); the reference compared against; the retrain triggers. "
+        "With `run`: that run's active-cutting rows (from the shared store, so any replica "
+        "answers alike) against the normal band of the served model's training runs."
     ),
-    responses={503: {"model": ErrorResponse, "description": "No champion, or monitoring off"}},
+    responses={
+        404: {"model": ErrorResponse, "description": "No such run"},
+        422: {"model": ErrorResponse, "description": "A malformed run id"},
+        503: {"model": ErrorResponse, "description": "No champion, or monitoring off"},
+    },
 )
-async def get_drift(request: Request, served: CurrentModel) -> DriftPublic:
+async def get_drift(
+    request: Request,
+    served: CurrentModel,
+    run: Annotated[str | None, Query(description="A labelled-runs id: judge that run")] = None,
+) -> DriftPublic | RunDriftPublic:
     monitoring = _monitoring(request)
+    if run is not None:
+        return await run_in_threadpool(_run_drift, monitoring, request.state.runs, served, run)
     report = await run_in_threadpool(monitoring.report, served)
     runs_performance = await run_in_threadpool(_runs_performance, request.state.runs, served)
     settings = monitoring.settings
@@ -96,6 +109,29 @@ async def get_drift(request: Request, served: CurrentModel) -> DriftPublic:
             accuracy_drop_since=monitoring.accuracy_condition.since,
             recent=[TriggerPublic.model_validate(t.as_dict()) for t in monitoring.triggers],
         ),
+    )
+
+
+def _run_drift(
+    monitoring: LiveMonitoring, runs: Runs, served: ServedModel, run: str
+) -> RunDriftPublic:
+    verdict = monitoring.judge_run(served, runs.store.rows(run))
+    monitor = monitoring.monitor_for(served)
+    calibrated = monitor.null is not None
+    return RunDriftPublic(
+        run=run,
+        model=ModelRef(name=served.name, version=served.version),
+        rows=verdict.rows,
+        min_rows=monitoring.settings.drift_run_min_rows,
+        enough_rows=verdict.enough_rows,
+        calibrated=calibrated,
+        margin=monitor.margin if calibrated else None,
+        drift_detected=verdict.drift_detected,
+        drifted_features=verdict.drifted,
+        features=[FeatureDriftPublic.of(f) for f in verdict.features],
+        prediction=None
+        if verdict.prediction is None
+        else FeatureDriftPublic.of(verdict.prediction),
     )
 
 
