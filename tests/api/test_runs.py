@@ -601,6 +601,38 @@ def test_a_held_out_run_is_within_the_normal_band_and_the_same_run_with_a_frozen
     stuck = {f["name"]: f["stuck"] for f in alarm["features"]}
     assert stuck["Y1_OutputCurrent"] and sum(stuck.values()) == 1
 
+    kept = {r: client.get(f"/runs/{r}").json()["drift"] for r in (normal, frozen)}
+    assert kept[normal]["drifted"] is False and kept[normal]["rows"] == active
+    assert kept[frozen]["drifted"] is True
+    assert "Y1_OutputCurrent" in kept[frozen]["drifted_features"]
+    latest = client.get("/drift").json()["runs"]
+    assert [r["run"] for r in latest[:2]] == [frozen, normal]
+
+
+def test_drifted_runs_in_a_row_queue_a_retrain_and_one_unusual_run_does_not(
+    registry: Registry, dataset: Dataset, tmp_path: Path, redis_url: str
+) -> None:
+    settings = run_settings(
+        registry, tmp_path, retrain_on_drift=True, drift_runs_window=3, drift_runs_trigger=2
+    )
+    rows = run_rows(dataset, UNWORN)
+    rows["Y1_OutputCurrent"] = rows["Y1_OutputCurrent"].iloc[0]
+    with started(settings) as client:
+        for number in (1, 2):
+            run = f"mill-9/frozen-{number}"
+            stream(client, run, rows)
+            response = client.post(
+                f"/runs/{run}/label", json=run_label(dataset, UNWORN), headers=AUTH
+            )
+            assert response.status_code == 200, response.text
+            assert response.json()["drift"]["drifted"] is True  # judged when labelled
+            triggers = client.get("/drift").json()["triggers"]["recent"]
+            assert len(triggers) == number - 1, triggers
+    trigger = triggers[0]
+    assert trigger["kind"] == "drift" and trigger["outcome"] in {"queued", "joined"}
+    assert "2 of the last 2 runs" in trigger["reason"]
+    assert "Y1_OutputCurrent" in trigger["reason"]
+
 
 def test_drift_of_an_unknown_run_is_a_404_and_of_a_malformed_id_a_422_naming_run(
     client: TestClient, run: str

@@ -83,6 +83,12 @@ class ApiSettings(Settings):
     drift_run_min_rows: int = Field(default=100, ge=1)
     """Active-cutting rows a run needs before ``GET /drift?run=`` judges it."""
 
+    drift_runs_window: int = Field(default=5, ge=1)
+    """The latest judged runs the run-drift trigger looks at."""
+
+    drift_runs_trigger: int = Field(default=2, ge=1)
+    """Drifted runs among them that queue a retrain (with ``retrain_on_drift``)."""
+
     drift_ks_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
     """KS test level (used when the reference holds at most 1,000 rows)."""
 

@@ -11,7 +11,7 @@ from cncwear.monitoring.drift import FeatureDrift
 from cncwear.monitoring.window import LivePerformance
 from cncwear_api.schemas.common import JsonScalar, Label, ModelRef
 from cncwear_api.schemas.model import Histogram
-from cncwear_api.schemas.runs import RunPerformancePublic
+from cncwear_api.schemas.runs import RunDriftSummary, RunPerformancePublic
 
 
 class LiveFeatureDistribution(BaseModel):
@@ -128,6 +128,13 @@ class DriftPublic(BaseModel):
     )
     reference: dict[str, Any]
     triggers: TriggersPublic
+    runs: list[RunDriftSummary] | None = Field(
+        default=None,
+        description=(
+            "The latest runs judged against the served version's normal band, newest first "
+            "(from the shared store; None while it cannot be read)"
+        ),
+    )
 
 
 class RunDriftPublic(BaseModel):

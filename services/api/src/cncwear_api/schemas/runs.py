@@ -97,6 +97,15 @@ class RunPerformancePublic(BaseModel):
         return cls.model_validate(performance.as_dict())
 
 
+class RunDriftSummary(BaseModel):
+    run: str
+    model_version: str = Field(description="The version whose normal band judged the run")
+    judged_at: float
+    rows: int = Field(description="Active-cutting rows judged")
+    drifted: bool
+    drifted_features: list[str] = Field(description="The checks beyond their band")
+
+
 class RunPublic(BaseModel):
     run: str
     state: RunStateName
@@ -118,6 +127,10 @@ class RunPublic(BaseModel):
         description="Those predictions against the label, once labelled"
     )
     dataset_versions: list[str] = Field(description="Dataset versions that include the run")
+    drift: RunDriftSummary | None = Field(
+        default=None,
+        description="Its latest drift verdict (`GET /drift?run=`, and when labelled or uploaded)",
+    )
 
     @classmethod
     def of(cls, record: RunRecord) -> RunPublic:

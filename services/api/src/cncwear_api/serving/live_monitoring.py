@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cncwear.core.schema import ACTIVE_PROCESSES, PROCESS_COLUMN
+from cncwear.data.runs.store import RunStore
 from cncwear.jobs.store import Job, RetrainRequest
 from cncwear.monitoring.window import (
     PERFORMANCE_METRICS,
@@ -138,6 +139,39 @@ class LiveMonitoring:
             return monitor.judge(empty, np.zeros(0), min_rows=min_rows)
         batch = of_validated(active[list(served.input_columns)], served.input_columns)
         return monitor.judge(batch.numeric, served.probability_worn(batch), min_rows=min_rows)
+
+    def judge_and_keep(self, served: ServedModel, store: RunStore, run: str) -> DriftVerdict:
+        """A stored run's drift verdict, kept with the run once there were rows enough to judge
+        (the Runs view and the run-drift trigger read it back, on any replica)."""
+        verdict = self.judge_run(served, store.rows(run))
+        if verdict.enough_rows:
+            store.record_drift(
+                run,
+                served.version,
+                rows=verdict.rows,
+                drifted=verdict.drift_detected,
+                features=verdict.drifted,
+            )
+            if verdict.drift_detected and self.settings.retrain_on_drift:
+                self._runs_trigger(served, store)
+        return verdict
+
+    def _runs_trigger(self, served: ServedModel, store: RunStore) -> None:
+        """Queue a retrain when ``CNCWEAR_DRIFT_RUNS_TRIGGER`` of the last
+        ``CNCWEAR_DRIFT_RUNS_WINDOW`` runs judged by the served version drifted: sustained drift
+        of runs, not one unusual job (the queue joins a retrain already waiting)."""
+        settings = self.settings
+        recent = store.recent_drift(served.version, settings.drift_runs_window)
+        drifted = [d for d in recent if d.drifted]
+        if len(drifted) < settings.drift_runs_trigger:
+            return
+        features = sorted({f for d in drifted for f in d.drifted_features})
+        reason = (
+            f"drift: {len(drifted)} of the last {len(recent)} runs beyond the normal band of "
+            f"version {served.version} ({', '.join(d.run for d in drifted)}): "
+            f"{', '.join(features)}"
+        )
+        self._trigger("drift", reason, time.time())
 
     def check(self, served: ServedModel, now: float | None = None) -> MonitorReport:
         """One periodic check: report, export, and queue a retrain when a trigger condition has

@@ -52,6 +52,21 @@ class LivePerformance:
 
 
 @dataclass(frozen=True)
+class RunDrift:
+    """A run's drift verdict: its active-cutting rows against a model version's normal band."""
+
+    run: str
+    model_version: str
+    judged_at: float
+    rows: int
+    drifted: bool
+    drifted_features: list[str]
+
+    def as_dict(self) -> dict[str, Any]:
+        return dict(self.__dict__)
+
+
+@dataclass(frozen=True)
 class RunRecord:
     run: str
     state: RunState
@@ -72,13 +87,16 @@ class RunRecord:
     live: LivePerformance | None
     """Those predictions against the label, once labelled."""
     dataset_versions: list[str]
+    drift: RunDrift | None = None
+    """The latest drift verdict on the run, if it was judged."""
 
     def as_dict(self) -> dict[str, Any]:
         return {
-            **{k: v for k, v in self.__dict__.items() if k not in ("label", "live")},
+            **{k: v for k, v in self.__dict__.items() if k not in ("label", "live", "drift")},
             "state": self.state.value,
             "label": None if self.label is None else self.label.as_dict(),
             "live": None if self.live is None else self.live.as_dict(),
+            "drift": None if self.drift is None else self.drift.as_dict(),
         }
 
 

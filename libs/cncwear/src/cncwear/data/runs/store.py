@@ -71,6 +71,7 @@ from cncwear.data.runs.records import (
     Confusion,
     DatasetVersion,
     LivePerformance,
+    RunDrift,
     RunPage,
     RunRecord,
     StoreStats,
@@ -340,8 +341,62 @@ class RunStore:
             .order_by(tables.versions.c.made_at)
         ):
             included[key].append(version)
+        drift = {
+            d.run: d
+            for d in self._drift(db, tables.drift.c.run.in_(keys), limit=None, newest_last=True)
+        }
         return [
-            _record(r, sorted(served[r.run], key=_version_order), included[r.run]) for r in found
+            _record(r, sorted(served[r.run], key=_version_order), included[r.run], drift.get(r.run))
+            for r in found
+        ]
+
+    # -- drift verdicts ---------------------------------------------------------------------------
+
+    def record_drift(
+        self, run: str, model_version: str, *, rows: int, drifted: bool, features: Sequence[str]
+    ) -> None:
+        """Keep a run's drift verdict by a model version (replacing its earlier one)."""
+        run = check_run_id(run)
+        with self.engine.begin() as db:
+            self._state(db, run)
+            db.execute(
+                delete(tables.drift).where(
+                    tables.drift.c.run == run, tables.drift.c.model_version == model_version
+                )
+            )
+            db.execute(
+                insert(tables.drift).values(
+                    run=run,
+                    model_version=model_version,
+                    judged_at=time.time(),
+                    rows=rows,
+                    drifted=drifted,
+                    drifted_features=list(features),
+                )
+            )
+
+    def recent_drift(self, model_version: str, limit: int = 10) -> builtins.list[RunDrift]:
+        """The latest runs' verdicts by ``model_version``, newest first."""
+        with self.engine.connect() as db:
+            return self._drift(db, tables.drift.c.model_version == model_version, limit=limit)
+
+    def _drift(
+        self, db: Connection, where: Any, *, limit: int | None, newest_last: bool = False
+    ) -> builtins.list[RunDrift]:
+        order = tables.drift.c.judged_at.asc() if newest_last else tables.drift.c.judged_at.desc()
+        query = select(tables.drift).where(where).order_by(order)
+        if limit is not None:
+            query = query.limit(limit)
+        return [
+            RunDrift(
+                run=d.run,
+                model_version=d.model_version,
+                judged_at=d.judged_at,
+                rows=d.rows,
+                drifted=bool(d.drifted),
+                drifted_features=list(d.drifted_features or []),
+            )
+            for d in db.execute(query)
         ]
 
     def live_performance(self, model_version: str | None = None) -> LivePerformance:
@@ -384,6 +439,7 @@ class RunStore:
             if not stale:
                 return 0
             db.execute(delete(tables.batches).where(tables.batches.c.run.in_(stale)))
+            db.execute(delete(tables.drift).where(tables.drift.c.run.in_(stale)))
             db.execute(delete(tables.runs).where(tables.runs.c.run.in_(stale)))
             db.execute(_insert_ignore(db, tables.counters, {"name": EXPIRED_COUNTER, "value": 0}))
             db.execute(
@@ -592,7 +648,9 @@ def _label(row: Row[Any]) -> RunLabel:
     )
 
 
-def _record(row: Row[Any], served: list[str], included: list[str]) -> RunRecord:
+def _record(
+    row: Row[Any], served: list[str], included: list[str], drift: RunDrift | None
+) -> RunRecord:
     live = None
     if row.live is not None:
         live = LivePerformance.of([tuple(c) for c in row.live.values()], runs=1)  # type: ignore[misc]
@@ -613,6 +671,7 @@ def _record(row: Row[Any], served: list[str], included: list[str]) -> RunRecord:
         model_versions=served,
         live=live,
         dataset_versions=included,
+        drift=drift,
     )
 
 

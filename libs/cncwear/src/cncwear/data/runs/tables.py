@@ -97,6 +97,18 @@ version_runs = Table(
     Column("rows", Integer, nullable=False),
 )
 
+drift = Table(
+    "cncwear_run_drift",
+    metadata,
+    Column("run", RUN_KEY, ForeignKey("cncwear_runs.run", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", String(32), primary_key=True),
+    Column("judged_at", Float, nullable=False, index=True),
+    Column("rows", Integer, nullable=False),
+    Column("drifted", Boolean, nullable=False),
+    Column("drifted_features", JSON, nullable=False, default=list),
+)
+"""Each run's latest drift verdict by the model version that judged it (its null)."""
+
 counters = Table(
     "cncwear_counters",
     metadata,

@@ -36,7 +36,7 @@ from cncwear_api.schemas.drift import (
 from cncwear_api.schemas.errors import ErrorResponse, Problem
 from cncwear_api.schemas.model import Histogram
 from cncwear_api.schemas.predict import PredictRequest
-from cncwear_api.schemas.runs import RunPerformancePublic
+from cncwear_api.schemas.runs import RunDriftSummary, RunPerformancePublic
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 from cncwear_api.serving.runs import Runs
@@ -84,6 +84,7 @@ async def get_drift(
         return await run_in_threadpool(_run_drift, monitoring, request.state.runs, served, run)
     report = await run_in_threadpool(monitoring.report, served)
     runs_performance = await run_in_threadpool(_runs_performance, request.state.runs, served)
+    runs_drift = await run_in_threadpool(_runs_drift, monitoring, request.state.runs, served)
     settings = monitoring.settings
     return DriftPublic(
         model=ModelRef(name=served.name, version=served.version),
@@ -109,13 +110,14 @@ async def get_drift(
             accuracy_drop_since=monitoring.accuracy_condition.since,
             recent=[TriggerPublic.model_validate(t.as_dict()) for t in monitoring.triggers],
         ),
+        runs=runs_drift,
     )
 
 
 def _run_drift(
     monitoring: LiveMonitoring, runs: Runs, served: ServedModel, run: str
 ) -> RunDriftPublic:
-    verdict = monitoring.judge_run(served, runs.store.rows(run))
+    verdict = monitoring.judge_and_keep(served, runs.store, run)
     monitor = monitoring.monitor_for(served)
     calibrated = monitor.null is not None
     return RunDriftPublic(
@@ -133,6 +135,17 @@ def _run_drift(
         if verdict.prediction is None
         else FeatureDriftPublic.of(verdict.prediction),
     )
+
+
+def _runs_drift(
+    monitoring: LiveMonitoring, runs: Runs, served: ServedModel
+) -> list[RunDriftSummary] | None:
+    try:
+        recent = runs.store.recent_drift(served.version, monitoring.settings.drift_runs_window)
+    except Exception as error:  # the drift report stands without it
+        logger.warning("run drift verdicts unavailable: %s", error)
+        return None
+    return [RunDriftSummary.model_validate(d.as_dict()) for d in recent]
 
 
 def _runs_performance(runs: Runs, served: ServedModel) -> RunPerformancePublic | None:

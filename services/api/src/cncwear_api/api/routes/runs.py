@@ -7,6 +7,7 @@ answers for any run."""
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
@@ -30,7 +31,11 @@ from cncwear_api.schemas.runs import (
     RunStateName,
     RunUpload,
 )
+from cncwear_api.serving.holder import ServedModel
+from cncwear_api.serving.live_monitoring import LiveMonitoring
 from cncwear_api.serving.runs import Runs
+
+logger = logging.getLogger(__name__)
 
 router = APIRouter(prefix="/runs", tags=["runs"])
 
@@ -198,7 +203,15 @@ async def withdraw_run(runs: RunsDep, run: RunIdDep) -> RunPublic:
 
 async def _after_closing(request: Request, runs: Runs, record: RunRecord) -> RunPublic:
     """A run just labelled or uploaded: when accepted, its dataset version and the after-runs
-    retrain trigger."""
+    retrain trigger; and its drift verdict by the served model, kept with it."""
     if record.state is RunState.ACCEPTED:
         record = await run_in_threadpool(runs.accepted, record.run, request.state.celery)
+    monitoring: LiveMonitoring = request.state.monitoring
+    served: ServedModel | None = request.state.holder.current
+    if served is not None and monitoring.enabled:
+        try:
+            await run_in_threadpool(monitoring.judge_and_keep, served, runs.store, record.run)
+            record = await run_in_threadpool(runs.store.get, record.run)
+        except Exception as error:  # the label stands without it
+            logger.error("could not judge the drift of run %s: %s", record.run, error)
     return RunPublic.of(record)
