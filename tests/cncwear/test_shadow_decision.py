@@ -3,11 +3,15 @@ age rules. Runs are built by hand; each test says which runs each model got righ
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from pydantic import ValidationError
 from scipy.stats import binomtest
 
 from cncwear.core.schema import LABELS
+from cncwear.core.settings import PromotionPolicy, Settings, ShadowQueue
 from cncwear.monitoring.shadow import (
     RunVerdicts,
     ShadowOutcome,
@@ -146,3 +150,48 @@ def test_the_mcnemar_p_value_is_the_two_sided_binomial_of_the_discordant_runs() 
     assert mcnemar_p_value(9, 2) == pytest.approx(binomtest(9, 11, 0.5).pvalue)
     assert mcnemar_p_value(2, 9) == mcnemar_p_value(9, 2)
     assert wins_needed(0, 0, 0.05) == 6  # 6 of 6: p = 0.03125; 5 of 5: p = 0.0625
+
+
+def test_the_policy_is_read_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("CNCWEAR_PROMOTION_POLICY", "shadow")
+    monkeypatch.setenv("CNCWEAR_SHADOW_MIN_RUNS", "12")
+    monkeypatch.setenv("CNCWEAR_SHADOW_ALPHA", "0.01")
+    monkeypatch.setenv("CNCWEAR_SHADOW_MAX_AGE_SECONDS", "86400")
+    monkeypatch.setenv("CNCWEAR_SHADOW_QUEUE", "keep")
+    monkeypatch.setenv("CNCWEAR_CHALLENGER_ALIAS", "shadow")
+    settings = Settings(home=tmp_path)
+    assert settings.promotion_policy is PromotionPolicy.SHADOW
+    assert settings.shadow_queue is ShadowQueue.KEEP
+    assert settings.challenger_alias == "shadow"
+    assert ShadowPolicy.from_settings(settings) == ShadowPolicy(
+        min_runs=12, alpha=0.01, max_age_seconds=86400.0
+    )
+
+
+def test_offline_promotion_stays_the_default(tmp_path: Path) -> None:
+    settings = Settings(home=tmp_path)
+    assert settings.promotion_policy is PromotionPolicy.OFFLINE
+    assert (settings.champion_alias, settings.challenger_alias) == ("champion", "challenger")
+    assert settings.shadow_queue is ShadowQueue.REPLACE
+
+
+@pytest.mark.parametrize(
+    ("field", "value"),
+    [
+        ("promotion_policy", "online"),
+        ("shadow_queue", "stack"),
+        ("shadow_alpha", 1.5),
+        ("shadow_min_runs", 0),
+        ("shadow_max_age_seconds", 0),
+    ],
+)
+def test_a_bad_shadow_setting_is_refused_by_name(field: str, value: object) -> None:
+    with pytest.raises(ValidationError, match=field):
+        Settings(**{field: value})
+
+
+def test_the_challenger_alias_cannot_be_the_champions() -> None:
+    with pytest.raises(ValidationError, match="CNCWEAR_CHALLENGER_ALIAS must differ"):
+        Settings(challenger_alias="champion")

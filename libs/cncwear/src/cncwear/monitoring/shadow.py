@@ -20,6 +20,7 @@ import numpy as np
 from scipy.stats import binomtest
 
 from cncwear.core.schema import LABELS
+from cncwear.core.settings import Settings
 
 LABEL_NAMES = {number: name for name, number in LABELS.items()}
 MAX_WINS_LOOKED_FOR = 10_000
@@ -75,6 +76,14 @@ class ShadowPolicy:
     """Significance level of the McNemar test, for a win as for a loss."""
     max_age_seconds: float
     """Past this in shadow, a challenger that has not won is rejected."""
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ShadowPolicy:
+        return cls(
+            min_runs=settings.shadow_min_runs,
+            alpha=settings.shadow_alpha,
+            max_age_seconds=settings.shadow_max_age_seconds,
+        )
 
 
 @dataclass(frozen=True)
