@@ -50,6 +50,10 @@ class ModelLoadError(CncwearError):
     """A registered model version that cannot be loaded or does not behave like a cncwear model."""
 
 
+class NoChallengerError(CncwearError):
+    """No version holds the challenger alias: nothing is in shadow to promote or reject."""
+
+
 class PromotionLockError(CncwearError):
     """Another retrain held the promotion lock for too long."""
 
