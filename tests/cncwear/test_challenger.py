@@ -21,24 +21,9 @@ from cncwear.training.promotion import decide_promotion
 from cncwear.training.retrain import retrain
 from tests.api.conftest import Registry
 
+from .challenger_helpers import scenario
+
 AWAITING = "challenger: awaiting live evidence"
-
-
-def scenario(
-    registry: Registry, *, champion: bool = True, copies: int = 1, **changes: Any
-) -> tuple[Settings, ModelStore, str, list[str]]:
-    """A model of its own: a copy of the baseline (the champion unless ``champion`` is False) and
-    ``copies`` copies of the forest, which beats it on the holdout. The copies' retrain-run tag is
-    dropped: their moves must not tag the session's shared retrain runs."""
-    versions = [registry.fallback_version] + [registry.compiled_version] * copies
-    name, made = registry.new_model(
-        *versions, champion=registry.fallback_version if champion else None
-    )
-    settings = registry.settings(model_name=name, **changes)
-    store = ModelStore(settings)
-    for version in made:
-        store.client.delete_model_version_tag(name, version, Tag.RETRAIN_RUN_ID)
-    return settings, store, made[0], made[1:]
 
 
 @pytest.fixture(scope="module")

@@ -10,7 +10,6 @@ import pytest
 from pydantic import ValidationError
 from scipy.stats import binomtest
 
-from cncwear.core.schema import LABELS
 from cncwear.core.settings import PromotionPolicy, Settings, ShadowQueue
 from cncwear.monitoring.shadow import (
     RunVerdicts,
@@ -22,38 +21,10 @@ from cncwear.monitoring.shadow import (
     wins_needed,
 )
 
-WORN, UNWORN = LABELS["worn"], LABELS["unworn"]
+from .challenger_helpers import UNWORN, WORN, runs
+
 POLICY = ShadowPolicy(min_runs=10, alpha=0.05, max_age_seconds=7 * 24 * 3600)
 YOUNG = 3600.0
-
-
-def runs(
-    *, challenger_wins: int = 0, champion_wins: int = 0, both_right: int = 0, labels: str = "mixed"
-) -> list[RunVerdicts]:
-    """Labelled runs: ``challenger_wins`` the challenger alone got right, ``champion_wins`` the
-    champion alone, ``both_right`` both. Labels alternate worn/unworn (``mixed``) or are all
-    ``worn``."""
-    made: list[RunVerdicts] = []
-
-    def add(challenger_right: bool, champion_right: bool) -> None:
-        label = WORN if labels == "worn" or len(made) % 2 == 0 else UNWORN
-        wrong = 1 - label
-        made.append(
-            RunVerdicts(
-                run=f"run-{len(made)}",
-                label=label,
-                champion=label if champion_right else wrong,
-                challenger=label if challenger_right else wrong,
-            )
-        )
-
-    for _ in range(challenger_wins):
-        add(True, False)
-    for _ in range(champion_wins):
-        add(False, True)
-    for _ in range(both_right):
-        add(True, True)
-    return made
 
 
 def test_a_challenger_that_wins_enough_runs_of_both_labels_is_promoted() -> None:

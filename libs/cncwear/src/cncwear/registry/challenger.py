@@ -13,7 +13,7 @@ import logging
 import time
 from dataclasses import dataclass
 
-from cncwear.core.errors import NoChallengerError
+from cncwear.core.errors import ChallengerChangedError, NoChallengerError
 from cncwear.core.settings import ShadowQueue
 from cncwear.registry.events import publish_promotion
 from cncwear.registry.store import ModelStore
@@ -72,12 +72,18 @@ def install_challenger(store: ModelStore, version: str, reason: str) -> Challeng
 
 
 def promote_challenger(
-    store: ModelStore, reason: str, decided_by: Decider = Decider.MANUAL
+    store: ModelStore,
+    reason: str,
+    decided_by: Decider = Decider.MANUAL,
+    *,
+    version: str | None = None,
 ) -> ChallengerMove:
     """Make the challenger the champion (the challenger alias is removed), and announce it.
-    Raises :class:`NoChallengerError` when nothing is in shadow."""
+    Raises :class:`NoChallengerError` when nothing is in shadow, and
+    :class:`ChallengerChangedError` when ``version`` is given and is not the challenger any more
+    (read inside the lock: of several replicas deciding at once, one moves)."""
     with store.promotion_lock():
-        challenger = _challenger(store)
+        challenger = _challenger(store, version)
         champion = store.champion_version()
         previous = None if champion is None else str(champion.version)
         store.set_champion(challenger)
@@ -90,12 +96,16 @@ def promote_challenger(
 
 
 def reject_challenger(
-    store: ModelStore, reason: str, decided_by: Decider = Decider.MANUAL
+    store: ModelStore,
+    reason: str,
+    decided_by: Decider = Decider.MANUAL,
+    *,
+    version: str | None = None,
 ) -> ChallengerMove:
     """Remove the challenger alias; the version stays in the registry, tagged with ``reason``.
-    Raises :class:`NoChallengerError` when nothing is in shadow."""
+    Raises like :func:`promote_challenger`."""
     with store.promotion_lock():
-        challenger = _challenger(store)
+        challenger = _challenger(store, version)
         champion = store.champion_version()
         store.remove_challenger()
         store.tag_version(
@@ -107,14 +117,29 @@ def reject_challenger(
     return ChallengerMove(ShadowState.REJECTED, challenger, previous, reason, decided_by)
 
 
-def _challenger(store: ModelStore) -> str:
+def challenger_age_seconds(store: ModelStore, version: str, now: float | None = None) -> float:
+    """How long ``version`` has been in shadow: since it got the alias, or, for an alias set by
+    hand outside cncwear, since it was registered."""
+    model_version = store.client.get_model_version(store.settings.model_name, version)
+    since = model_version.tags.get(Tag.CHALLENGER_SINCE)
+    started = float(since) if since else int(model_version.creation_timestamp) / 1000
+    return max(0.0, (time.time() if now is None else now) - started)
+
+
+def _challenger(store: ModelStore, expected: str | None = None) -> str:
     challenger = store.challenger_version()
-    if challenger is None:
+    if challenger is None and expected is None:
         raise NoChallengerError(
             f"no version of {store.settings.model_name!r} holds the alias "
             f"{store.settings.challenger_alias!r}: nothing is in shadow"
         )
-    return str(challenger.version)
+    found = None if challenger is None else str(challenger.version)
+    if expected is not None and found != expected:
+        raise ChallengerChangedError(
+            f"version {expected} is not the challenger any more (now: {found or 'none'})"
+        )
+    assert found is not None
+    return found
 
 
 def _record(
