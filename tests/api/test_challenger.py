@@ -7,14 +7,20 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
 
+import mlflow
+import pandas as pd
 from pydantic import SecretStr
 
 from cncwear.registry.challenger import install_challenger
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
+from cncwear_api.core.metrics import ApiMetrics
+from cncwear_api.serving.holder import ModelHolder
 
-from .conftest import Registry, RunningServer, serve
+from .conftest import Registry, RunningServer, records, serve, wait_until
 
 TOKEN = "shadow-test-token-2b91"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -22,7 +28,7 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 @contextmanager
 def shadow_server(
-    registry: Registry, *, with_challenger: bool = True
+    registry: Registry, *, with_challenger: bool = True, **changes: Any
 ) -> Iterator[tuple[RunningServer, ModelStore, str, str]]:
     """A server of a champion (the baseline copy) with, unless told otherwise, a challenger (the
     forest copy) in shadow. Yields the server, the model's store, the champion and the
@@ -30,7 +36,7 @@ def shadow_server(
     name, (champion, forest) = registry.new_model(
         registry.fallback_version, registry.compiled_version, champion=registry.fallback_version
     )
-    settings = registry.settings(model_name=name, api_token=SecretStr(TOKEN))
+    settings = registry.settings(model_name=name, api_token=SecretStr(TOKEN), **changes)
     store = ModelStore(settings)
     for version in (champion, forest):  # moves here must not tag the session's retrain runs
         store.client.delete_model_version_tag(name, version, Tag.RETRAIN_RUN_ID)
@@ -145,3 +151,83 @@ def test_a_bad_reason_is_a_422_naming_the_field(registry: Registry) -> None:
     assert "why" in [p["column"] for p in unknown.json()["problems"]]
     still = store.challenger_version()
     assert still is not None and str(still.version) == forest
+
+
+def challenger_loaded(client: Any) -> bool:
+    return bool(client.get("/model/challenger").json().get("loaded"))
+
+
+def test_under_offline_this_server_loads_no_challenger(registry: Registry) -> None:
+    with shadow_server(registry) as (running, _, _, _), running.client() as client:
+        body = client.get("/model/challenger").json()
+    assert body["loaded"] is None and body["load_failures"] == 0
+
+
+def test_under_shadow_the_challenger_is_loaded_beside_the_champion_which_answers(
+    registry: Registry, real_rows: pd.DataFrame
+) -> None:
+    with (
+        shadow_server(registry, promotion_policy="shadow") as (running, _, champion, forest),
+        running.client() as client,
+    ):
+        wait_until(lambda: challenger_loaded(client), "the challenger to be loaded")
+        body = client.get("/model/challenger").json()
+        assert (body["version"], body["load_error"], body["load_failures"]) == (forest, None, 0)
+        predicted = client.post("/predict", json={"rows": records(real_rows.head(5))})
+        assert predicted.status_code == 200
+        assert predicted.json()["model"]["version"] == champion
+        promoted = client.post("/model/challenger/promote", headers=AUTH)
+        assert promoted.json()["serving_version"] == forest
+        assert (
+            client.post("/predict", json={"rows": records(real_rows.head(5))}).json()["model"][
+                "version"
+            ]
+            == forest
+        )
+        assert client.get("/model/challenger").status_code == 404
+
+
+def test_a_challenger_that_cannot_be_loaded_is_reported_and_the_champion_answers(
+    registry: Registry, real_rows: pd.DataFrame, tmp_path: Path
+) -> None:
+    with shadow_server(registry, with_challenger=False, promotion_policy="shadow") as (
+        running,
+        store,
+        champion,
+        forest,
+    ):
+        local = Path(
+            mlflow.artifacts.download_artifacts(
+                f"models:/{store.settings.model_name}/{forest}", dst_path=tmp_path
+            )
+        )
+        (model_file,) = [p for p in local.iterdir() if p.suffix == ".skops"]
+        model_file.write_bytes(model_file.read_bytes()[:1000] + b"\x00garbage" * 100)
+        corrupt = store.client.create_model_version(store.settings.model_name, source=str(local))
+        with store.promotion_lock():
+            install_challenger(store, str(corrupt.version), "a corrupt challenger")
+        with running.client() as client:
+            assert client.post("/model/refresh", headers=AUTH).status_code == 200
+            body = client.get("/model/challenger").json()
+            assert body["version"] == str(corrupt.version)
+            assert body["loaded"] is False and body["load_failures"] >= 1
+            assert f"version {corrupt.version} cannot be loaded" in body["load_error"]
+            predicted = client.post("/predict", json={"rows": records(real_rows.head(5))})
+            assert predicted.status_code == 200
+            assert predicted.json()["model"]["version"] == champion
+            assert client.get("/model").json()["version"] == champion
+
+
+def test_a_challenger_holder_drops_its_model_once_the_alias_is_gone(registry: Registry) -> None:
+    name, (_, forest) = registry.new_model(
+        registry.fallback_version, registry.compiled_version, champion=registry.fallback_version
+    )
+    store = registry.store(name)
+    store.set_challenger(forest)
+    metrics = ApiMetrics()
+    holder = ModelHolder(store, metrics, role="challenger")
+    held = holder.refresh()
+    assert held is not None and held.version == forest
+    store.remove_challenger()
+    assert holder.refresh() is None and holder.current is None
+    assert holder.load_failures == 0

@@ -191,6 +191,13 @@ class ChallengerPublic(BaseModel):
     candidate: str | None
     holdout: dict[str, float]
     """Its row-level metrics on its retrain's held-out experiments."""
+    loaded: bool | None = None
+    """Whether this replica has it loaded beside the champion; None when it loads no challenger
+    (``CNCWEAR_PROMOTION_POLICY=offline``)."""
+    load_error: str | None = None
+    """Why this replica could not load it (the champion's answers are not affected)."""
+    load_failures: int = 0
+    """Failed challenger loads on this replica since it started."""
 
 
 class ChallengerDecisionCreate(BaseModel):

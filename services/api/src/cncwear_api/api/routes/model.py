@@ -10,6 +10,7 @@ from starlette.concurrency import run_in_threadpool
 from cncwear.registry.challenger import ChallengerMove, promote_challenger, reject_challenger
 from cncwear.registry.tags import Decider, ShadowState
 from cncwear_api.api.deps import (
+    ChallengerHolderDep,
     CurrentModel,
     HolderDep,
     NoDuplicateKeys,
@@ -57,16 +58,19 @@ async def get_model(served: CurrentModel) -> ModelPublic:
     dependencies=[WriteAccess],
     summary="Look for a new champion now",
     description=(
-        "Reads the champion alias from the registry and swaps to it if it changed, as the "
-        "periodic poll and promotion announcements do. Needs the API token."
+        "Reads the champion alias (and, under the shadow policy, the challenger alias) from the "
+        "registry and swaps to it if it changed, as the periodic poll and promotion "
+        "announcements do. Needs the API token."
     ),
     responses={
         401: {"model": ErrorResponse, "description": "Missing or invalid API token"},
         503: {"model": ErrorResponse, "description": "Still no champion model"},
     },
 )
-async def refresh_model(holder: HolderDep) -> ModelPublic:
+async def refresh_model(holder: HolderDep, shadow: ChallengerHolderDep) -> ModelPublic:
     served = await run_in_threadpool(holder.refresh)
+    if shadow is not None:
+        await run_in_threadpool(shadow.refresh)
     if served is None:
         raise ModelNotReadyError("the registry has no champion that could be loaded")
     return served.card
@@ -166,8 +170,18 @@ TOKEN: dict[int | str, dict[str, Any]] = {
     ),
     responses=NO_CHALLENGER,
 )
-async def get_challenger(holder: HolderDep) -> ChallengerPublic:
-    return await run_in_threadpool(challenger, holder.store)
+async def get_challenger(holder: HolderDep, shadow: ChallengerHolderDep) -> ChallengerPublic:
+    found = await run_in_threadpool(challenger, holder.store)
+    if shadow is None:
+        return found
+    held = shadow.current
+    return found.model_copy(
+        update={
+            "loaded": held is not None and held.version == found.version,
+            "load_error": shadow.load_error,
+            "load_failures": shadow.load_failures,
+        }
+    )
 
 
 @router.post(
@@ -184,11 +198,11 @@ async def get_challenger(holder: HolderDep) -> ChallengerPublic:
     responses={**TOKEN, **NO_CHALLENGER},
 )
 async def promote(
-    holder: HolderDep, body: ChallengerDecisionCreate | None = None
+    holder: HolderDep, shadow: ChallengerHolderDep, body: ChallengerDecisionCreate | None = None
 ) -> ChallengerDecisionPublic:
     reason = body.reason if body else "promoted by hand"
     move = await run_in_threadpool(promote_challenger, holder.store, reason, Decider.MANUAL)
-    return await _answer(holder, move)
+    return await _answer(holder, shadow, move)
 
 
 @router.post(
@@ -204,15 +218,19 @@ async def promote(
     responses={**TOKEN, **NO_CHALLENGER},
 )
 async def reject(
-    holder: HolderDep, body: ChallengerDecisionCreate | None = None
+    holder: HolderDep, shadow: ChallengerHolderDep, body: ChallengerDecisionCreate | None = None
 ) -> ChallengerDecisionPublic:
     reason = body.reason if body else "rejected by hand"
     move = await run_in_threadpool(reject_challenger, holder.store, reason, Decider.MANUAL)
-    return await _answer(holder, move)
+    return await _answer(holder, shadow, move)
 
 
-async def _answer(holder: ModelHolder, move: ChallengerMove) -> ChallengerDecisionPublic:
+async def _answer(
+    holder: ModelHolder, shadow: ModelHolder | None, move: ChallengerMove
+) -> ChallengerDecisionPublic:
     served = await run_in_threadpool(holder.refresh)
+    if shadow is not None:
+        await run_in_threadpool(shadow.refresh)
     return ChallengerDecisionPublic(
         decision="promoted" if move.state is ShadowState.PROMOTED else "rejected",
         version=move.version,
