@@ -13,6 +13,7 @@ from cncwear.core.errors import (
     CncwearError,
     JobNotFoundError,
     ModelLoadError,
+    NoChallengerError,
     NoChampionError,
     NoReferenceError,
     Problem,
@@ -57,6 +58,7 @@ class ChampionGoneError(NoChampionError):
             ),
         ),
         (JobNotFoundError("no job 7"), (404, None, b'{"detail":"no job 7","request_id":null}')),
+        (NoChallengerError("none"), (404, None, b'{"detail":"none","request_id":null}')),
         (NoReferenceError("no sample"), (409, None, b'{"detail":"no sample","request_id":null}')),
         (
             SchemaError([Problem(column="X1_OutputCurrent", problem="not a number", row=1)]),

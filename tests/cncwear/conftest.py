@@ -1,4 +1,6 @@
-"""A champion trained once by the real CLI, shared by the tests that only read the registry."""
+"""A champion trained once by the real CLI, shared by the tests that only read the registry; and the
+trained registry of tests/api (trained once per session, whichever package asks first), for tests
+that move aliases on copies of its versions."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import pytest
 
 from cncwear.core.choices import Budget
 from cncwear.core.settings import Settings
+from tests.api.conftest import registry  # noqa: F401  (fixture shared with tests/api)
 
 CLI = Path(sys.executable).parent / "cncwear"
 

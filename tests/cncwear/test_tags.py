@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from cncwear.registry.tags import PromotionOutcome, Tag
+from cncwear.registry.tags import Decider, PromotionOutcome, ShadowState, Tag
 
 WRITTEN_BEFORE = {
     "RUN_KIND": "cncwear.run_kind",
@@ -13,6 +13,10 @@ WRITTEN_BEFORE = {
     "JOB_ID": "cncwear.job_id",
     "DECISION": "cncwear.promotion.decision",
     "REASON": "cncwear.promotion.reason",
+    "SHADOW_STATE": "cncwear.shadow.state",
+    "SHADOW_REASON": "cncwear.shadow.reason",
+    "SHADOW_DECIDED_BY": "cncwear.shadow.decided_by",
+    "CHALLENGER_SINCE": "cncwear.shadow.challenger_since",
     "RETRAIN_REASON": "reason",
     "BUDGET": "budget",
     "WINNER": "winner",
@@ -48,4 +52,18 @@ def test_a_tag_reads_and_formats_as_its_plain_name() -> None:
 
 
 def test_promotion_outcomes_are_the_values_versions_already_hold() -> None:
-    assert [outcome.value for outcome in PromotionOutcome] == ["promoted", "not promoted"]
+    assert [outcome.value for outcome in PromotionOutcome] == [
+        "promoted",
+        "not promoted",
+        "challenger",
+    ]
+
+
+def test_shadow_states_and_deciders_are_the_values_versions_already_hold() -> None:
+    assert [state.value for state in ShadowState] == [
+        "challenger: awaiting live evidence",
+        "promoted",
+        "rejected",
+        "replaced",
+    ]
+    assert [decider.value for decider in Decider] == ["automatic", "manual"]

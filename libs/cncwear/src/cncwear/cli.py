@@ -190,7 +190,13 @@ def queue_retrain(
         if result.get("skipped"):
             console.print(f"skipped: {result.get('reason')} ({result.get('detail')})")
             return
-        verdict = "promoted" if result.get("promoted") else "not promoted"
+        verdict = (
+            "promoted"
+            if result.get("promoted")
+            else "in shadow as challenger"
+            if result.get("challenger")
+            else "not promoted"
+        )
         console.print(
             f"version {result.get('version')} {verdict} (dataset version "
             f"{result.get('data_version')}): {result.get('decision')}"
@@ -566,7 +572,11 @@ def _show_report(report: RetrainReport) -> None:
     top = sorted(winner.importances.items(), key=lambda kv: -kv[1])[:5]
     console.print("features the winner leans on: " + ", ".join(f"{n} ({v:.2f})" for n, v in top))
     verdict = (
-        "[green]promoted[/green]" if report.decision.promoted else "[yellow]not promoted[/yellow]"
+        "[green]promoted[/green]"
+        if report.decision.promoted
+        else "[cyan]in shadow as challenger[/cyan]"
+        if report.decision.challenger
+        else "[yellow]not promoted[/yellow]"
     )
     console.print(f"{verdict}: {report.decision.reason}")
     for warning in report.warnings:

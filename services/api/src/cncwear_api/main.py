@@ -17,6 +17,7 @@ import uvicorn
 from fastapi import FastAPI
 from uvicorn.config import STARTUP_FAILURE
 
+from cncwear.core.settings import PromotionPolicy
 from cncwear.jobs.queue import make_celery
 from cncwear.jobs.store import JobStore
 from cncwear.registry.store import ModelStore
@@ -68,6 +69,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         token = resolve_api_token(settings)
         store = await asyncio.to_thread(ModelStore, settings)
         holder = ModelHolder(store, metrics)
+        challenger = (
+            ModelHolder(store, metrics, role="challenger")
+            if settings.promotion_policy is PromotionPolicy.SHADOW
+            else None
+        )
         job_store = JobStore(settings)
         celery = make_celery(settings)
         live = LiveMonitoring(
@@ -79,7 +85,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         wake = asyncio.Event()
         tasks = [
             asyncio.create_task(
-                watch_registry(holder, settings.poll_interval_seconds, wake), name="registry"
+                watch_registry(holder, settings.poll_interval_seconds, wake, challenger),
+                name="registry",
             ),
             asyncio.create_task(listen_for_promotions(settings, wake), name="promotions"),
             asyncio.create_task(asyncio.to_thread(labelled.warm), name="runs-warm-up"),
@@ -99,6 +106,7 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             yield {
                 "settings": settings,
                 "holder": holder,
+                "challenger": challenger,
                 "metrics": metrics,
                 "api_token": token,
                 "jobs": job_store,

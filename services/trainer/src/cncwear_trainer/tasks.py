@@ -179,6 +179,7 @@ def summarise(report: RetrainReport) -> dict[str, Any]:
         "winner": report.winner,
         "version": report.version,
         "promoted": report.decision.promoted,
+        "challenger": report.decision.challenger,
         "decision": report.decision.reason,
         "warnings": report.warnings,
     }
@@ -200,6 +201,7 @@ def skipped(check: NewDataCheck) -> dict[str, Any]:
         "winner": None,
         "version": check.champion.version,
         "promoted": False,
+        "challenger": False,
         "decision": f"skipped: {NO_NEW_DATA} ({check.explain()})",
         "warnings": [],
     }

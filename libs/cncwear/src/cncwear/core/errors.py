@@ -50,6 +50,15 @@ class ModelLoadError(CncwearError):
     """A registered model version that cannot be loaded or does not behave like a cncwear model."""
 
 
+class NoChallengerError(CncwearError):
+    """No version holds the challenger alias: nothing is in shadow to promote or reject."""
+
+
+class ChallengerChangedError(NoChallengerError):
+    """The challenger a decision was about no longer holds the alias (another replica decided, or
+    a newer retrain replaced it): the decision is dropped."""
+
+
 class PromotionLockError(CncwearError):
     """Another retrain held the promotion lock for too long."""
 

@@ -32,6 +32,23 @@ class PromotionLock(StrEnum):
     REDIS = "redis"
 
 
+class PromotionPolicy(StrEnum):
+    """What a retrain whose winner passes the offline gate does with it: ``offline`` makes it the
+    champion; ``shadow`` makes it the challenger, which takes over only when labelled runs show it
+    is better (``docs/promotion.md``)."""
+
+    OFFLINE = "offline"
+    SHADOW = "shadow"
+
+
+class ShadowQueue(StrEnum):
+    """What a new winner does while a challenger is in shadow: ``replace`` it (the replaced one
+    loses the alias), or ``keep`` it (the new winner is registered and left without an alias)."""
+
+    REPLACE = "replace"
+    KEEP = "keep"
+
+
 LOCAL_TRACKING_SCHEMES = frozenset({"", "file", "sqlite"})
 
 
@@ -63,6 +80,9 @@ class Settings(BaseSettings):
     """Registered model name in the MLflow registry."""
 
     champion_alias: str = "champion"
+
+    challenger_alias: str = "challenger"
+    """Alias of the version in shadow under ``promotion_policy=shadow``."""
 
     budget: Budget = Budget.FAST
     """Search budget of a retrain when none is given on the command line."""
@@ -113,6 +133,25 @@ class Settings(BaseSettings):
 
     leak_warning_margin: float = Field(default=0.05, ge=0.0)
     """Warn when the leaky row-split accuracy exceeds the grouped one by more than this."""
+
+    promotion_policy: PromotionPolicy = PromotionPolicy.OFFLINE
+    """``offline``: a retrain that passes the holdout gate promotes its winner to champion.
+    ``shadow``: the winner becomes the challenger, and is promoted or rejected on labelled runs
+    (``docs/promotion.md``)."""
+
+    shadow_min_runs: int = Field(default=20, ge=1)
+    """Labelled runs, including runs of both labels, a challenger needs before it can be
+    promoted."""
+
+    shadow_alpha: float = Field(default=0.05, gt=0.0, lt=1.0)
+    """Significance level of the run-level McNemar test, for a promotion as for a rejection."""
+
+    shadow_max_age_seconds: float = Field(default=14 * 24 * 3600, gt=0.0)
+    """A challenger in shadow this long without a significant win is rejected."""
+
+    shadow_queue: ShadowQueue = ShadowQueue.REPLACE
+    """A newer winner while a challenger is in shadow: ``replace`` the challenger, or ``keep`` it
+    (the newer one stays registered without an alias)."""
 
     promotion_lock: PromotionLock = PromotionLock.AUTO
     """How concurrent retrains take turns at the champion alias: ``file`` (a lock file under
@@ -255,6 +294,15 @@ class Settings(BaseSettings):
             raise ValueError(
                 "CNCWEAR_RETRAIN_VISIBILITY_TIMEOUT must exceed CNCWEAR_RETRAIN_TIME_LIMIT, or "
                 "Redis would hand a running retrain to a second worker"
+            )
+        return self
+
+    @model_validator(mode="after")
+    def _two_aliases(self) -> Settings:
+        if self.challenger_alias == self.champion_alias:
+            raise ValueError(
+                "CNCWEAR_CHALLENGER_ALIAS must differ from CNCWEAR_CHAMPION_ALIAS: one version "
+                "cannot be in shadow of itself"
             )
         return self
 

@@ -84,6 +84,12 @@ class RetrainSummary(BaseModel):
     champion`` for ``not promoted``); None while running or when it failed."""
     decision_reason: str | None
     candidates: Sequence[CandidateSummary]
+    shadow_state: str | None = None
+    """Where its version is as a challenger (a :class:`~cncwear.registry.tags.ShadowState`:
+    awaiting live evidence, promoted, rejected, replaced); None when it never was one."""
+    shadow_reason: str | None = None
+    shadow_decided_by: str | None = None
+    """``automatic`` (the shadow decision, a newer retrain) or ``manual`` (an operator)."""
 
 
 @dataclass(frozen=True)
@@ -234,6 +240,9 @@ class ModelStore:
             registered_version=tags.get(Tag.REGISTERED_VERSION),
             decision=tags.get(Tag.DECISION),
             decision_reason=tags.get(Tag.REASON),
+            shadow_state=tags.get(Tag.SHADOW_STATE),
+            shadow_reason=tags.get(Tag.SHADOW_REASON),
+            shadow_decided_by=tags.get(Tag.SHADOW_DECIDED_BY),
             candidates=[
                 CandidateSummary(
                     name=child.data.tags.get(Tag.CANDIDATE, child.info.run_name or "?"),
@@ -276,13 +285,20 @@ class ModelStore:
         return sorted((str(v.version) for v in found), key=int)
 
     def champion_version(self) -> ModelVersion | None:
+        return self.alias_version(self.settings.champion_alias)
+
+    def challenger_version(self) -> ModelVersion | None:
+        """The version in shadow (``CNCWEAR_CHALLENGER_ALIAS``), if any."""
+        return self.alias_version(self.settings.challenger_alias)
+
+    def alias_version(self, alias: str) -> ModelVersion | None:
         try:
             registered = self.client.get_registered_model(self.settings.model_name)
         except MlflowException as error:
             if error.error_code == "RESOURCE_DOES_NOT_EXIST":
                 return None
             raise
-        version = registered.aliases.get(self.settings.champion_alias)
+        version = registered.aliases.get(alias)
         if version is None:
             return None
         return self.client.get_model_version(self.settings.model_name, str(version))
@@ -291,6 +307,21 @@ class ModelStore:
         self.client.set_registered_model_alias(
             self.settings.model_name, self.settings.champion_alias, version
         )
+
+    def set_challenger(self, version: str) -> None:
+        self.client.set_registered_model_alias(
+            self.settings.model_name, self.settings.challenger_alias, version
+        )
+
+    def remove_challenger(self) -> None:
+        self.client.delete_registered_model_alias(
+            self.settings.model_name, self.settings.challenger_alias
+        )
+
+    def tag_run(self, run_id: str, tags: dict[str, str]) -> None:
+        """Tag a run that need not be active (a retrain finished earlier)."""
+        for key, value in tags.items():
+            self.client.set_tag(run_id, key, value)
 
     def tag_version(self, version: str, tags: dict[str, str]) -> None:
         for key, value in tags.items():

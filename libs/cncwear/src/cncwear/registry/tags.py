@@ -26,6 +26,17 @@ class Tag(StrEnum):
     REASON = "cncwear.promotion.reason"
     """Why the promotion decision went the way it did."""
 
+    # On a challenger's version and the retrain run that registered it (docs/promotion.md).
+    SHADOW_STATE = "cncwear.shadow.state"
+    """A :class:`ShadowState`: where the version is in its time as a challenger."""
+    SHADOW_REASON = "cncwear.shadow.reason"
+    """Why it got there."""
+    SHADOW_DECIDED_BY = "cncwear.shadow.decided_by"
+    """A :class:`Decider`: who moved it last."""
+    CHALLENGER_SINCE = "cncwear.shadow.challenger_since"
+    """When the version got the challenger alias (Unix seconds): its age in shadow counts from
+    it."""
+
     # On a retrain's run.
     RETRAIN_REASON = "reason"
     """Why the retrain ran: ``on demand``, ``new data``, a schedule, drift."""
@@ -71,3 +82,23 @@ class PromotionOutcome(StrEnum):
 
     PROMOTED = "promoted"
     NOT_PROMOTED = "not promoted"
+    CHALLENGER = "challenger"
+    """Passed the holdout gate under ``CNCWEAR_PROMOTION_POLICY=shadow``: in shadow, awaiting live
+    evidence."""
+
+
+class ShadowState(StrEnum):
+    """The value of :attr:`Tag.SHADOW_STATE`."""
+
+    AWAITING = "challenger: awaiting live evidence"
+    PROMOTED = "promoted"
+    REJECTED = "rejected"
+    REPLACED = "replaced"
+    """A newer retrain's winner took the challenger alias."""
+
+
+class Decider(StrEnum):
+    """The value of :attr:`Tag.SHADOW_DECIDED_BY`."""
+
+    AUTOMATIC = "automatic"
+    MANUAL = "manual"

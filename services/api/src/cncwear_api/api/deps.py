@@ -39,7 +39,14 @@ async def get_metrics(request: Request) -> ApiMetrics:
     return metrics
 
 
+async def get_challenger_holder(request: Request) -> ModelHolder | None:
+    """The challenger's holder; None when this server loads no challenger (``offline``)."""
+    holder: ModelHolder | None = request.state.challenger
+    return holder
+
+
 SettingsDep = Annotated[ApiSettings, Depends(get_settings)]
+ChallengerHolderDep = Annotated[ModelHolder | None, Depends(get_challenger_holder)]
 HolderDep = Annotated[ModelHolder, Depends(get_holder)]
 MetricsDep = Annotated[ApiMetrics, Depends(get_metrics)]
 

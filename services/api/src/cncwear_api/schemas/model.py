@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict, Field
 
 from cncwear.registry.store import CandidateSummary, RetrainSummary
 from cncwear_api.schemas.common import JsonScalar, Label, ModelRef
@@ -171,3 +171,56 @@ class RetrainPublic(RetrainSummary):
     candidates: list[CandidatePublic]
     data_version: str | None = None
     """The dataset version the retrain trained on (its run's ``cncwear.data_version`` tag)."""
+
+
+class ChallengerPublic(BaseModel):
+    """The version in shadow (``CNCWEAR_PROMOTION_POLICY=shadow``), as the registry records it."""
+
+    name: str
+    version: str
+    alias: str
+    champion_version: str | None
+    since: datetime | None
+    """When it got the challenger alias; None for an alias set by hand outside cncwear."""
+    age_seconds: float | None
+    max_age_seconds: float
+    """Past this without a significant win, it is rejected."""
+    state: str | None
+    """``challenger: awaiting live evidence`` while in shadow."""
+    reason: str | None
+    candidate: str | None
+    holdout: dict[str, float]
+    """Its row-level metrics on its retrain's held-out experiments."""
+    loaded: bool | None = None
+    """Whether this replica has it loaded beside the champion; None when it loads no challenger
+    (``CNCWEAR_PROMOTION_POLICY=offline``)."""
+    load_error: str | None = None
+    """Why this replica could not load it (the champion's answers are not affected)."""
+    load_failures: int = 0
+    """Failed challenger loads on this replica since it started."""
+
+
+class ChallengerDecisionCreate(BaseModel):
+    """Why an operator promotes or rejects the challenger: recorded on the version and its
+    retrain run."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={"examples": [{"reason": "calls every run worn on mill 3"}]},
+    )
+
+    reason: str = Field(min_length=1, max_length=500)
+
+
+class ChallengerDecisionPublic(BaseModel):
+    """A manual decision about the challenger, as recorded."""
+
+    decision: Literal["promoted", "rejected"]
+    version: str
+    """The challenger decided about."""
+    previous_champion: str | None
+    reason: str
+    decided_by: Literal["manual", "automatic"]
+    serving_version: str | None
+    """The version this replica serves once the decision is taken (the others follow at the
+    promotion announcement or their next poll)."""

@@ -17,7 +17,7 @@ import threading
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from mlflow.entities.model_registry import ModelVersion
@@ -135,13 +135,25 @@ def load_served_model(store: ModelStore, model_version: ModelVersion) -> ServedM
     return served
 
 
+Role = Literal["champion", "challenger"]
+
+
 class ModelHolder:
-    def __init__(self, store: ModelStore, metrics: ApiMetrics) -> None:
+    """The version holding one alias: the champion (serves ``/predict``) or, under
+    ``CNCWEAR_PROMOTION_POLICY=shadow``, the challenger (loaded beside it, with the same checks and
+    the same swap; it serves no request). Only the champion's loads feed the model metrics."""
+
+    def __init__(self, store: ModelStore, metrics: ApiMetrics, role: Role = "champion") -> None:
         self.store = store
         self.metrics = metrics
+        self.role: Role = role
         self._current: ServedModel | None = None
         self._lock = threading.Lock()
         self._failed_version: str | None = None
+        self.load_failures = 0
+        """Failed loads (or registry reads) of this holder's alias since the server started."""
+        self.load_error: str | None = None
+        """Why the version holding the alias could not be loaded, while it cannot."""
 
     @property
     def current(self) -> ServedModel | None:
@@ -156,17 +168,30 @@ class ModelHolder:
                 self._swap(champion)
             return self._current
 
-    def _to_load(self) -> ModelVersion | None:
-        """The registry's champion when it is not the version served, else None."""
-        try:
-            champion = self.store.champion_version()
-        except Exception as error:
+    def _failed(self) -> None:
+        self.load_failures += 1
+        if self.role == "champion":
             self.metrics.model_load_failures.inc()
-            logger.error("cannot read the champion from the registry: %s", error)
+
+    def _to_load(self) -> ModelVersion | None:
+        """The registry's version of this holder's alias when it is not the one held, else
+        None."""
+        try:
+            if self.role == "champion":
+                champion = self.store.champion_version()
+            else:
+                champion = self.store.challenger_version()
+        except Exception as error:
+            self._failed()
+            logger.error("cannot read the %s from the registry: %s", self.role, error)
             return None
         current = self._current
         if champion is None:
-            if current is not None:
+            if current is not None and self.role == "challenger":
+                # Promoted or rejected: a challenger that lost its alias is not kept loaded.
+                logger.info("version %s is not the challenger any more: unloaded", current.version)
+                self._current, self.load_error = None, None
+            elif current is not None:
                 logger.warning(
                     "the registry has no champion any more; still serving version %s",
                     current.version,
@@ -183,16 +208,21 @@ class ModelHolder:
         started = time.perf_counter()
         try:
             new = load_served_model(self.store, champion)
-        except Exception:
-            self.metrics.model_load_failures.inc()
+        except Exception as error:
+            self._failed()
+            self.load_error = str(error)
             if self._failed_version != str(champion.version):
-                logger.exception("cannot load champion version %s", champion.version)
+                logger.exception("cannot load %s version %s", self.role, champion.version)
             self._failed_version = str(champion.version)
             return
-        self._failed_version = None
+        self._failed_version, self.load_error = None, None
         replaced = None if self._current is None else self._current.version
         self._current = new  # the switch: requests from now on get the new model
         seconds = time.perf_counter() - started
+        if self.role == "challenger":
+            logger.info("challenger version %s loaded in shadow (%.1f s)", new.version, seconds)
+            settle_heap()
+            return
         self.metrics.model_load_duration.observe(seconds)
         self.metrics.model_loads.labels(runtime=new.runtime).inc()
         self.metrics.serving(new.name, new.version, new.runtime)

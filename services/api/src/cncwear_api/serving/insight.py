@@ -8,12 +8,15 @@ logged and leaves them empty, never fails the load (they are information, not th
 from __future__ import annotations
 
 import logging
+import time
+from datetime import UTC, datetime
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from cncwear.core.errors import NoChallengerError
 from cncwear.core.schema import LABEL_COLUMN, LABELS
 from cncwear.data.dataset import load_dataset
 from cncwear.data.profile import feature_histograms
@@ -21,6 +24,7 @@ from cncwear.registry.store import LoadedModel, ModelStore
 from cncwear.registry.tags import Tag
 from cncwear_api.schemas.common import ModelRef
 from cncwear_api.schemas.model import (
+    ChallengerPublic,
     ConfusionMatrix,
     ExampleRow,
     FeatureDistribution,
@@ -154,3 +158,36 @@ def _data_version(store: ModelStore, run_id: str) -> str | None:
     except Exception as error:  # information: a registry hiccup leaves it unknown
         logger.warning("dataset version of retrain %s unavailable: %s", run_id, error)
         return None
+
+
+def challenger(store: ModelStore) -> ChallengerPublic:
+    """The version holding the challenger alias, from the registry. Raises
+    :class:`NoChallengerError` when none does. Blocking (registry reads)."""
+    settings = store.settings
+    found = store.challenger_version()
+    if found is None:
+        raise NoChallengerError(
+            f"no version of {settings.model_name!r} holds the alias "
+            f"{settings.challenger_alias!r}: nothing is in shadow"
+        )
+    champion = store.champion_version()
+    tags = dict(found.tags)
+    since_text = tags.get(Tag.CHALLENGER_SINCE)
+    since = None if since_text is None else float(since_text)
+    return ChallengerPublic(
+        name=settings.model_name,
+        version=str(found.version),
+        alias=settings.challenger_alias,
+        champion_version=None if champion is None else str(champion.version),
+        since=None if since is None else datetime.fromtimestamp(since, tz=UTC),
+        age_seconds=None if since is None else max(0.0, time.time() - since),
+        max_age_seconds=settings.shadow_max_age_seconds,
+        state=tags.get(Tag.SHADOW_STATE),
+        reason=tags.get(Tag.SHADOW_REASON),
+        candidate=tags.get(Tag.CANDIDATE),
+        holdout={
+            key.removeprefix(Tag.HOLDOUT_PREFIX): float(value)
+            for key, value in tags.items()
+            if key.startswith(Tag.HOLDOUT_PREFIX)
+        },
+    )

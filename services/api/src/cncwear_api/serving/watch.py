@@ -19,11 +19,19 @@ logger = logging.getLogger(__name__)
 MAX_RECONNECT_SECONDS = 30.0
 
 
-async def watch_registry(holder: ModelHolder, interval: float, wake: asyncio.Event) -> None:
-    """Refresh the served model now, then every ``interval`` seconds or when ``wake`` is set."""
+async def watch_registry(
+    holder: ModelHolder,
+    interval: float,
+    wake: asyncio.Event,
+    challenger: ModelHolder | None = None,
+) -> None:
+    """Refresh the served model (and the challenger, when this server loads one) now, then every
+    ``interval`` seconds or when ``wake`` is set."""
     while True:
         wake.clear()
         await asyncio.to_thread(holder.refresh)
+        if challenger is not None:
+            await asyncio.to_thread(challenger.refresh)
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(wake.wait(), timeout=interval)
 

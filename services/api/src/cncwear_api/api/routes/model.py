@@ -2,24 +2,37 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, Query
 from starlette.concurrency import run_in_threadpool
 
-from cncwear_api.api.deps import CurrentModel, HolderDep, SettingsDep, WriteAccess
+from cncwear.registry.challenger import ChallengerMove, promote_challenger, reject_challenger
+from cncwear.registry.tags import Decider, ShadowState
+from cncwear_api.api.deps import (
+    ChallengerHolderDep,
+    CurrentModel,
+    HolderDep,
+    NoDuplicateKeys,
+    SettingsDep,
+    WriteAccess,
+)
 from cncwear_api.api.errors import ModelNotReadyError
 from cncwear_api.api.routes import NO_CHAMPION
 from cncwear_api.schemas.common import ModelRef
 from cncwear_api.schemas.errors import ErrorResponse
 from cncwear_api.schemas.model import (
+    ChallengerDecisionCreate,
+    ChallengerDecisionPublic,
+    ChallengerPublic,
     ExampleRows,
     ModelEvaluation,
     ModelPublic,
     RetrainPublic,
     TrainingDistributions,
 )
-from cncwear_api.serving.insight import example_rows, recent_retrains
+from cncwear_api.serving.holder import ModelHolder
+from cncwear_api.serving.insight import challenger, example_rows, recent_retrains
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -45,16 +58,19 @@ async def get_model(served: CurrentModel) -> ModelPublic:
     dependencies=[WriteAccess],
     summary="Look for a new champion now",
     description=(
-        "Reads the champion alias from the registry and swaps to it if it changed, as the "
-        "periodic poll and promotion announcements do. Needs the API token."
+        "Reads the champion alias (and, under the shadow policy, the challenger alias) from the "
+        "registry and swaps to it if it changed, as the periodic poll and promotion "
+        "announcements do. Needs the API token."
     ),
     responses={
         401: {"model": ErrorResponse, "description": "Missing or invalid API token"},
         503: {"model": ErrorResponse, "description": "Still no champion model"},
     },
 )
-async def refresh_model(holder: HolderDep) -> ModelPublic:
+async def refresh_model(holder: HolderDep, shadow: ChallengerHolderDep) -> ModelPublic:
     served = await run_in_threadpool(holder.refresh)
+    if shadow is not None:
+        await run_in_threadpool(shadow.refresh)
     if served is None:
         raise ModelNotReadyError("the registry has no champion that could be loaded")
     return served.card
@@ -133,3 +149,93 @@ async def get_retrains(
     holder: HolderDep, limit: Annotated[int, Query(ge=1, le=50)] = 5
 ) -> list[RetrainPublic]:
     return await run_in_threadpool(recent_retrains, holder.store, limit)
+
+
+NO_CHALLENGER: dict[int | str, dict[str, Any]] = {
+    404: {"model": ErrorResponse, "description": "No version holds the challenger alias"}
+}
+TOKEN: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorResponse, "description": "Missing or invalid API token"}
+}
+
+
+@router.get(
+    "/challenger",
+    response_model=ChallengerPublic,
+    summary="The version in shadow",
+    description=(
+        "The version holding the challenger alias (`CNCWEAR_PROMOTION_POLICY=shadow`: a "
+        "retrain's winner that passed the holdout gate, awaiting live evidence), since when, and "
+        "its held-out metrics. Read from the registry."
+    ),
+    responses=NO_CHALLENGER,
+)
+async def get_challenger(holder: HolderDep, shadow: ChallengerHolderDep) -> ChallengerPublic:
+    found = await run_in_threadpool(challenger, holder.store)
+    if shadow is None:
+        return found
+    held = shadow.current
+    return found.model_copy(
+        update={
+            "loaded": held is not None and held.version == found.version,
+            "load_error": shadow.load_error,
+            "load_failures": shadow.load_failures,
+        }
+    )
+
+
+@router.post(
+    "/challenger/promote",
+    response_model=ChallengerDecisionPublic,
+    dependencies=[WriteAccess, NoDuplicateKeys],
+    summary="Promote the challenger to champion by hand",
+    description=(
+        "Moves the champion alias to the challenger and removes the challenger alias, under the "
+        "promotion lock; recorded on the version and its retrain run as a manual decision, with "
+        "the reason given. This replica swaps at once, the others at the announcement or their "
+        "next poll. Needs the API token."
+    ),
+    responses={**TOKEN, **NO_CHALLENGER},
+)
+async def promote(
+    holder: HolderDep, shadow: ChallengerHolderDep, body: ChallengerDecisionCreate | None = None
+) -> ChallengerDecisionPublic:
+    reason = body.reason if body else "promoted by hand"
+    move = await run_in_threadpool(promote_challenger, holder.store, reason, Decider.MANUAL)
+    return await _answer(holder, shadow, move)
+
+
+@router.post(
+    "/challenger/reject",
+    response_model=ChallengerDecisionPublic,
+    dependencies=[WriteAccess, NoDuplicateKeys],
+    summary="Reject the challenger by hand",
+    description=(
+        "Removes the challenger alias, under the promotion lock; the version stays in the "
+        "registry, tagged with the reason, recorded as a manual decision. The champion is not "
+        "touched. Needs the API token."
+    ),
+    responses={**TOKEN, **NO_CHALLENGER},
+)
+async def reject(
+    holder: HolderDep, shadow: ChallengerHolderDep, body: ChallengerDecisionCreate | None = None
+) -> ChallengerDecisionPublic:
+    reason = body.reason if body else "rejected by hand"
+    move = await run_in_threadpool(reject_challenger, holder.store, reason, Decider.MANUAL)
+    return await _answer(holder, shadow, move)
+
+
+async def _answer(
+    holder: ModelHolder, shadow: ModelHolder | None, move: ChallengerMove
+) -> ChallengerDecisionPublic:
+    served = await run_in_threadpool(holder.refresh)
+    if shadow is not None:
+        await run_in_threadpool(shadow.refresh)
+    return ChallengerDecisionPublic(
+        decision="promoted" if move.state is ShadowState.PROMOTED else "rejected",
+        version=move.version,
+        previous_champion=move.previous_champion,
+        reason=move.reason,
+        decided_by="manual" if move.decided_by is Decider.MANUAL else "automatic",
+        serving_version=None if served is None else served.version,
+    )
