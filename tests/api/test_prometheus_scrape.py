@@ -104,7 +104,9 @@ def test_prometheus_scrapes_request_and_drift_series_from_a_running_api(
     features = series(prometheus, "cncwear_drift_feature_psi")
     with api.client() as client:
         selected = client.get("/model").json()["selected_features"]
-    assert {s["metric"]["feature"] for s in features} == set(selected)
+        watched = {f["name"] for f in client.get("/drift").json()["features"]}
+    assert set(selected) <= watched  # the model's features, the raw readings and the tool path
+    assert {s["metric"]["feature"] for s in features} == watched
     assert scraped('cncwear_drift_window_rows{job="cncwear-api"} == 300')
     assert scraped("cncwear_prediction_drift_psi >= 0")
     assert scraped('cncwear_model_ready{job="cncwear-api"} == 1')

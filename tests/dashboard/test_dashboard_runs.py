@@ -135,6 +135,11 @@ def test_a_streamed_run_shows_collecting_then_labelled_on_the_page_is_accepted_i
     live = accepted["live"]
     expect(cell(row, "live")).to_have_text(f"{fmt(live['accuracy'])} of {live['rows']}")
     assert live["rows"] == len(rows)
+    drift = accepted["drift"]  # judged when labelled
+    assert drift is not None and drift["model_version"] == champion
+    expect(cell(row, "drift")).to_have_text(
+        f"unusual: {', '.join(drift['drifted_features'])}" if drift["drifted"] else "normal"
+    )
     expect(row.locator("button[data-action=label]")).to_have_count(0)  # closed: no second label
 
     version = accepted["dataset_versions"][-1]

@@ -311,9 +311,20 @@ function driftFeatures() {
   return features.map((entry) => ({ feature: entry.name, ...entry }));
 }
 
+/** A calibrated statistic's normal band (the between-runs null, median to maximum) and the edge
+ * it is judged against; a fixed threshold otherwise. */
+function bandText(f) {
+  if (!f.calibrated) return `fixed · ${fmt(f.threshold)}`;
+  return `${fmt(f.band["0.5"])}–${fmt(f.band["1.0"])} · ${fmt(f.threshold)}`;
+}
+
 function driftSummary(drift, features) {
+  const calibrated = Boolean(drift.reference && drift.reference.calibrated);
+  const rule = calibrated
+    ? "alarm when any is beyond the normal band of the training runs"
+    : `share ${fmt(drift.drift_share, 2)}, alarm at ${fmt(drift.drift_share_threshold, 2)}`;
   const parts = [
-    `${drift.drifted_features.length} of ${features.length} features drifted (share ${fmt(drift.drift_share, 2)}, alarm at ${fmt(drift.drift_share_threshold, 2)})`,
+    `${drift.drifted_features.length} of ${features.length} features drifted (${rule})`,
     `window ${drift.window_rows} of ${drift.window_capacity} rows` + (drift.enough_rows ? "" : ` (statistics need ${drift.min_rows})`),
   ];
   if (drift.prediction) {
@@ -342,7 +353,8 @@ function drawDrift() {
         el("td", { class: "num", "data-metric": "psi", text: fmt(f.psi) }),
         el("td", { text: f.test }),
         el("td", { class: "num", "data-metric": "statistic", text: fmt(f.statistic) }),
-        el("td", { class: f.drifted ? "drifted" : null, "data-metric": "drifted", text: f.drifted ? "yes" : "no" }),
+        el("td", { class: "num", "data-metric": "band", text: bandText(f) }),
+        el("td", { class: f.drifted ? "drifted" : null, "data-metric": "drifted", text: (f.drifted ? "yes" : "no") + (f.stuck ? " (stuck)" : "") }),
       ),
     ),
   );

@@ -8,7 +8,17 @@ import { $, byTestId, el, errorText, fmt, guarded, notice, whenEpoch } from "./d
 const PAGE_SIZE = 20;
 const POLL_MS = 10000;
 const VERSIONS_SHOWN = 20;
-const COLUMNS = 10;
+const COLUMNS = 11;
+
+/** A run's drift verdict: unusual (on which checks) or normal, against which version's band. */
+function driftText(drift) {
+  if (!drift) return "–";
+  return drift.drifted ? `unusual: ${drift.drifted_features.join(", ")}` : "normal";
+}
+
+function driftTitle(drift) {
+  return drift ? `${drift.rows} active rows against the normal band of v${drift.model_version}` : "not judged yet";
+}
 
 const view = {
   offset: 0,
@@ -95,6 +105,7 @@ function runRows(run) {
       el("td", { title: run.labelled_at ? `labelled ${whenEpoch(run.labelled_at)}` : null }, ...seen(run)),
       el("td", { "data-field": "model_versions", text: run.model_versions.length ? run.model_versions.map((v) => `v${v}`).join(", ") : "–" }),
       el("td", { class: "num", "data-field": "live", title: run.live ? `precision ${fmt(run.live.precision)}, recall ${fmt(run.live.recall)}` : null, text: liveText(run.live) }),
+      el("td", { "data-field": "drift", class: run.drift && run.drift.drifted ? "drifted" : null, title: driftTitle(run.drift), text: driftText(run.drift) }),
       el("td", { "data-field": "dataset_versions" }, run.dataset_versions.length ? run.dataset_versions.map(versionTag) : "–"),
       el("td", {}, el("span", { class: "actions" }, actions)),
     ),
