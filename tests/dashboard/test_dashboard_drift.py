@@ -37,8 +37,10 @@ def test_drift_view_shows_each_feature_s_drift_over_time_after_real_traffic(
         assert row.get_attribute("data-feature") == feature["name"]
         assert row.locator("td[data-metric=psi]").inner_text() == fmt(feature["psi"])
         assert row.locator("td[data-metric=statistic]").inner_text() == fmt(feature["statistic"])
-        assert row.locator("td[data-metric=drifted]").inner_text().startswith(
-            "yes" if feature["drifted"] else "no"
+        assert (
+            row.locator("td[data-metric=drifted]")
+            .inner_text()
+            .startswith("yes" if feature["drifted"] else "no")
         )
         band = row.locator("td[data-metric=band]").inner_text()
         assert feature["calibrated"], "a model trained now is judged on its normal band"
