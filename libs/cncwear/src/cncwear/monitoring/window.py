@@ -307,8 +307,8 @@ class Monitor:
 
     @cached_property
     def margin(self) -> float:
-        """The margin on the null's quantile: the setting, else chosen on the training runs (tens
-        of milliseconds, once per served version, off the request path)."""
+        """The margin on the null's quantile: the setting, else chosen on the training runs (a
+        quarter of a second, once per served version, off the request path)."""
         if self.config.null_margin is not None:
             return self.config.null_margin
         assert self.null is not None
