@@ -628,6 +628,8 @@ def test_drifted_runs_in_a_row_queue_a_retrain_and_one_unusual_run_does_not(
             assert response.json()["drift"]["drifted"] is True  # judged when labelled
             triggers = client.get("/drift").json()["triggers"]["recent"]
             assert len(triggers) == number - 1, triggers
+            exported = client.get("/metrics").text.splitlines()
+            assert f"cncwear_drift_runs_drifted {float(number)}" in exported
     trigger = triggers[0]
     assert trigger["kind"] == "drift" and trigger["outcome"] in {"queued", "joined"}
     assert "2 of the last 2 runs" in trigger["reason"]

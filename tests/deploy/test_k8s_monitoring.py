@@ -50,7 +50,7 @@ def test_an_edited_alert_without_a_new_render_is_caught(tmp_path: Path) -> None:
         (tmp_path / relative).write_text((ROOT / relative).read_text())
     alerts = tmp_path / "deploy" / "prometheus" / "alerts.yml"
     alerts.write_text(
-        alerts.read_text().replace("cncwear_drift_share >= 0.5", "cncwear_drift_share >= 0.6")
+        alerts.read_text().replace("cncwear_drift_detected == 1", "cncwear_drift_detected == 0")
     )
     result = check(tmp_path)
     assert result.returncode == 1

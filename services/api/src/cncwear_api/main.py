@@ -76,11 +76,14 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
         )
         job_store = JobStore(settings)
         celery = make_celery(settings)
+        labelled = Runs(settings)  # its store and base data made on first use: startup stays fast
         live = LiveMonitoring(
-            settings, metrics, enqueue=lambda request: job_store.enqueue(request, celery)
+            settings,
+            metrics,
+            enqueue=lambda request: job_store.enqueue(request, celery),
+            runs=lambda: labelled.store,
         )
         runner = ExplainRunner(settings, metrics)
-        labelled = Runs(settings)  # its store and base data made on first use: startup stays fast
         metrics.run_store.source = labelled.stats
         wake = asyncio.Event()
         tasks = [

@@ -287,7 +287,19 @@ class ApiMetrics:
         )
         self.drift_detected = Gauge(
             "cncwear_drift_detected",
-            "1 when the drift share reaches its threshold, else 0.",
+            "1 when the window drifted (a check beyond its normal band, or, for a model without "
+            "a drift null, the drift share at its threshold), else 0.",
+            registry=r,
+        )
+        self.drift_runs_drifted = Gauge(
+            "cncwear_drift_runs_drifted",
+            "Drifted runs among the latest CNCWEAR_DRIFT_RUNS_WINDOW judged by the served version "
+            "(from the shared store).",
+            registry=r,
+        )
+        self.drift_runs_judged = Gauge(
+            "cncwear_drift_runs_judged",
+            "Runs judged among those (at most CNCWEAR_DRIFT_RUNS_WINDOW).",
             registry=r,
         )
         self.drift_window_rows = Gauge(

@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 
 from cncwear.core.schema import ACTIVE_PROCESSES, PROCESS_COLUMN
+from cncwear.data.runs.records import RunDrift
 from cncwear.data.runs.store import RunStore
 from cncwear.jobs.store import Job, RetrainRequest
 from cncwear.monitoring.window import (
@@ -68,8 +69,17 @@ class Trigger:
 
 
 class LiveMonitoring:
-    def __init__(self, settings: ApiSettings, metrics: ApiMetrics, enqueue: Enqueue) -> None:
+    def __init__(
+        self,
+        settings: ApiSettings,
+        metrics: ApiMetrics,
+        enqueue: Enqueue,
+        runs: Callable[[], RunStore] | None = None,
+    ) -> None:
+        """``runs``: the shared store of labelled runs, whose drift verdicts the periodic check
+        exports (None: no run verdicts exported)."""
         self.settings = settings
+        self.runs = runs
         self.enabled = settings.monitoring
         self.metrics = metrics
         self.enqueue = enqueue
@@ -152,16 +162,22 @@ class LiveMonitoring:
                 drifted=verdict.drift_detected,
                 features=verdict.drifted,
             )
+            recent = self._export_runs(served, store)
             if verdict.drift_detected and self.settings.retrain_on_drift:
-                self._runs_trigger(served, store)
+                self._runs_trigger(served, recent)
         return verdict
 
-    def _runs_trigger(self, served: ServedModel, store: RunStore) -> None:
+    def _export_runs(self, served: ServedModel, store: RunStore) -> list[RunDrift]:
+        recent = store.recent_drift(served.version, self.settings.drift_runs_window)
+        self.metrics.drift_runs_judged.set(len(recent))
+        self.metrics.drift_runs_drifted.set(sum(d.drifted for d in recent))
+        return recent
+
+    def _runs_trigger(self, served: ServedModel, recent: list[RunDrift]) -> None:
         """Queue a retrain when ``CNCWEAR_DRIFT_RUNS_TRIGGER`` of the last
         ``CNCWEAR_DRIFT_RUNS_WINDOW`` runs judged by the served version drifted: sustained drift
         of runs, not one unusual job (the queue joins a retrain already waiting)."""
         settings = self.settings
-        recent = store.recent_drift(served.version, settings.drift_runs_window)
         drifted = [d for d in recent if d.drifted]
         if len(drifted) < settings.drift_runs_trigger:
             return
@@ -178,6 +194,11 @@ class LiveMonitoring:
         held long enough."""
         now = time.time() if now is None else now
         report = self.report(served)
+        if self.runs is not None:
+            try:
+                self._export_runs(served, self.runs())
+            except Exception as error:  # the window's check stands without it
+                logger.warning("run drift verdicts unavailable: %s", error)
         settings = self.settings
         if self.drift_condition.update(report.drift_detected, now) and settings.retrain_on_drift:
             self._trigger("drift", _drift_reason(report, settings), now)
