@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import httpx
+import pytest
 
 from tests.api.conftest import RunningServer
 
@@ -54,8 +55,13 @@ def test_drift_view_shows_each_feature_s_drift_over_time_after_real_traffic(
     )
     assert f"window {drift['window_rows']} of {drift['window_capacity']} rows" in summary
     over_time = dashboard.chart("drift-chart")
-    assert [d["label"] for d in over_time["datasets"]] == [f["name"] for f in drift["features"]]
-    assert [d["data"][-1] for d in over_time["datasets"]] == [f["psi"] for f in drift["features"]]
+    names = [f["name"] for f in drift["features"]]
+    assert [d["label"] for d in over_time["datasets"]] == [*names, "edge of the normal band"]
+    levels = [d["data"][-1] for d in over_time["datasets"]]
+    assert levels[:-1] == pytest.approx(
+        [f["statistic"] / f["threshold"] for f in drift["features"]]
+    )
+    assert levels[-1] == 1  # each feature is drawn as a share of its band's edge
     monitored = drift["features"][0]
     dashboard.page.get_by_test_id("feature-select").select_option(monitored["name"])
     caption = dashboard.text("distribution-caption")

@@ -311,6 +311,16 @@ function driftFeatures() {
   return features.map((entry) => ({ feature: entry.name, ...entry }));
 }
 
+/** What the chart draws for a feature: its statistic as a share of its band's edge when it is
+ * judged against the variation between normal runs (1: the edge), else its PSI. */
+function driftLevel(f) {
+  return f.calibrated && f.threshold > 0 ? f.statistic / f.threshold : f.psi;
+}
+
+function edgeLine(points) {
+  return { label: "edge of the normal band", data: new Array(points).fill(1), borderColor: COLORS.red, borderDash: [6, 4], pointRadius: 0, borderWidth: 1 };
+}
+
 /** A calibrated statistic's normal band (the between-runs null, median to maximum) and the edge
  * it is judged against; a fixed threshold otherwise. */
 function bandText(f) {
@@ -360,21 +370,22 @@ function drawDrift() {
   );
   setText("drift-summary", driftSummary(drift, features));
   const names = features.map((f) => f.feature);
+  const calibrated = Boolean(drift.reference && drift.reference.calibrated);
   draw("drift-chart", {
     type: "line",
     data: {
       labels: state.driftHistory.map((h) => h.at.toISOString().slice(11, 19)),
       datasets: names.map((name, i) => ({
         label: name,
-        data: state.driftHistory.map((h) => h.psi[name] ?? null),
+        data: state.driftHistory.map((h) => h.level[name] ?? null),
         borderColor: color(i),
         backgroundColor: color(i),
         pointRadius: 2,
         borderWidth: 1.5,
         spanGaps: true,
-      })),
+      })).concat(calibrated ? [edgeLine(state.driftHistory.length)] : []),
     },
-    options: { scales: { y: { title: { display: true, text: "PSI (0.2: significant shift)" }, min: 0 } } },
+    options: { scales: { y: { title: { display: true, text: calibrated ? "statistic / edge of the normal band (above 1: drifted)" : "PSI (0.2: significant shift)" }, min: 0 } } },
   });
 }
 
@@ -388,9 +399,9 @@ async function pollDrift() {
     notice("drift", `Could not load /drift: ${errorText(error)}. Not asking again until the champion changes.`, "error");
     return;
   }
-  const psi = {};
-  for (const f of driftFeatures()) psi[f.feature] = f.psi;
-  state.driftHistory.push({ at: new Date(), psi });
+  const level = {};
+  for (const f of driftFeatures()) level[f.feature] = driftLevel(f);
+  state.driftHistory.push({ at: new Date(), level });
   if (state.driftHistory.length > DRIFT_HISTORY_POINTS) state.driftHistory.shift();
   notice("drift", null);
   drawDrift();
