@@ -13,24 +13,27 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pytest
 import sqlalchemy as sa
 from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
+from cncwear.core.schema import LABELS, THRESHOLD
 from cncwear.data.dataset import Dataset
 from cncwear.data.runs import tables
 from cncwear.data.runs.store import RunStore
+from cncwear.monitoring.shadow import majority_verdict
 from cncwear.registry.challenger import install_challenger
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
 from cncwear.serving.batch import to_batch
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.schemas.predict import PredictRequest
-from cncwear_api.serving.holder import ModelHolder, ServedModel
+from cncwear_api.serving.holder import ModelHolder, ServedModel, load_served_model
 from tests.helpers import TEST_REDIS_URL
 
 from .conftest import Registry, RunningServer, serve, wait_until
-from .labelled_runs import batches, records, run_rows
+from .labelled_runs import batches, records, run_label, run_rows
 
 TOKEN = "shadow-live-token-7c1e"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -196,3 +199,128 @@ def test_a_full_queue_drops_the_rows_for_the_challenger_counts_them_and_answers_
     assert shadow_rows(metrics, "scored") == 0
     assert stored.size == 0
     assert answers == plain_answers
+
+
+# -- the decision on labelled runs -----------------------------------------------------------------
+
+
+def verdict(served: ServedModel, rows: pd.DataFrame) -> int | None:
+    return majority_verdict((predicted(served, rows) >= THRESHOLD).astype(int))
+
+
+@pytest.fixture(scope="module")
+def discordant(registry: Registry, dataset: Dataset) -> tuple[int, int]:
+    """Two experiments the forest gets right, by majority of its rows' predictions: one the
+    baseline (which knows only the class balance) gets right too, one it gets wrong."""
+    store = registry.store()
+    forest, baseline = (
+        load_served_model(store, store.client.get_model_version(registry.model_name, v))
+        for v in (registry.compiled_version, registry.fallback_version)
+    )
+    both = wins = None
+    for experiment in sorted({int(e) for e in dataset.rows["experiment"]}):
+        rows = run_rows(dataset, experiment)
+        label = LABELS[run_label(dataset, experiment)["tool_condition"]]
+        if verdict(forest, rows) != label:
+            continue
+        if verdict(baseline, rows) == label:
+            both = both if both is not None else experiment
+        else:
+            wins = wins if wins is not None else experiment
+    assert both is not None and wins is not None, "no such pair of experiments"
+    return both, wins
+
+
+def label_runs(
+    running: RunningServer, dataset: Dataset, experiments: list[int]
+) -> list[dict[str, Any]]:
+    """Each experiment streamed as a run of its own, then labelled; the label answers."""
+    answers = []
+    for experiment in experiments:
+        run = new_run()
+        stream(running, run, run_rows(dataset, experiment), size=200)
+        with running.client() as client:
+            response = client.post(
+                f"/runs/{run}/label", json=run_label(dataset, experiment), headers=AUTH
+            )
+        assert response.status_code == 200, response.text
+        answers.append(response.json())
+    return answers
+
+
+SHADOW_TEST = {"shadow_min_runs": 2, "shadow_alpha": 0.3}
+"""Three runs won and none lost make p = 0.25: significant at 0.3."""
+
+
+def test_a_better_challenger_is_promoted_once_on_labelled_runs_and_then_served(
+    registry: Registry, dataset: Dataset, tmp_path: Path, discordant: tuple[int, int]
+) -> None:
+    both, wins = discordant
+    with shadow_server(registry, tmp_path, **SHADOW_TEST) as (running, store, champion, forest):
+        label_runs(running, dataset, [both, wins, wins])
+        still = store.challenger_version()
+        assert still is not None and str(still.version) == forest  # p = 0.5 so far
+        held = store.champion_version()
+        assert held is not None and str(held.version) == champion
+        label_runs(running, dataset, [wins])
+        moved = store.champion_version()
+        assert moved is not None and str(moved.version) == forest
+        assert store.challenger_version() is None
+        running.wait_ready(forest)  # the swap, without a restart
+        label_runs(running, dataset, [wins])  # nothing in shadow: nothing more to decide
+        metrics = scrape(running)
+    decisions = {k: v for k, v in metrics.items() if k.startswith("cncwear_shadow_decisions_total")}
+    assert decisions == {
+        "cncwear_shadow_decisions_total[('decision', 'inconclusive')]": 3.0,
+        "cncwear_shadow_decisions_total[('decision', 'promote')]": 1.0,
+    }
+    tags = store.version_tags(forest)
+    assert (tags[Tag.SHADOW_STATE], tags[Tag.SHADOW_DECIDED_BY]) == ("promoted", "automatic")
+    assert "the challenger wins" in tags[Tag.SHADOW_REASON]
+    assert (
+        metrics["cncwear_live_accuracy[('role', 'challenger')]"]
+        > metrics["cncwear_live_accuracy[('role', 'champion')]"]
+    )
+    assert 0.0 <= metrics["cncwear_shadow_agreement[]"] < 1.0
+
+
+def test_a_worse_challenger_is_rejected_and_the_champion_stays(
+    registry: Registry, dataset: Dataset, tmp_path: Path, discordant: tuple[int, int]
+) -> None:
+    both, wins = discordant
+    with shadow_server(registry, tmp_path, challenger_is_forest=False, **SHADOW_TEST) as (
+        running,
+        store,
+        champion,
+        baseline,
+    ):
+        label_runs(running, dataset, [both, wins, wins, wins])
+        with running.client() as client:
+            wait_until(
+                lambda: client.get("/model/challenger").status_code == 404,
+                "the challenger to be gone",
+            )
+            serving = client.get("/model").json()["version"]
+        metrics = scrape(running)
+    assert store.challenger_version() is None
+    kept = store.champion_version()
+    assert kept is not None and str(kept.version) == champion == serving
+    tags = store.version_tags(baseline)
+    assert (tags[Tag.SHADOW_STATE], tags[Tag.SHADOW_DECIDED_BY]) == ("rejected", "automatic")
+    assert "the challenger loses" in tags[Tag.SHADOW_REASON]
+    assert metrics["cncwear_shadow_decisions_total[('decision', 'reject')]"] == 1.0
+
+
+def test_a_challenger_past_its_max_age_is_rejected_without_a_label(
+    registry: Registry, tmp_path: Path
+) -> None:
+    with shadow_server(
+        registry,
+        tmp_path,
+        wait_loaded=False,  # it may be rejected as soon as it is loaded
+        shadow_max_age_seconds=0.5,
+        shadow_check_interval_seconds=0.2,
+    ) as (_, store, champion, _challenger):
+        wait_until(lambda: store.challenger_version() is None, "the stale challenger's rejection")
+    kept = store.champion_version()
+    assert kept is not None and str(kept.version) == champion
