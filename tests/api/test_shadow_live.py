@@ -5,6 +5,7 @@ challenger a copy of the forest, or the other way round), each with a store of i
 
 from __future__ import annotations
 
+import ast
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -142,6 +143,16 @@ def scrape(running: RunningServer) -> dict[str, float]:
     }
 
 
+def loaded_roles(metrics: dict[str, float]) -> set[tuple[str, str]]:
+    """(role, version) of each ``cncwear_model_info`` series at 1."""
+    found = set()
+    for key, value in metrics.items():
+        if key.startswith("cncwear_model_info[") and value == 1:
+            labels = dict(ast.literal_eval(key.removeprefix("cncwear_model_info")))
+            found.add((labels["role"], labels["version"]))
+    return found
+
+
 def shadow_rows(metrics: dict[str, float], outcome: str) -> float:
     return metrics.get(f"cncwear_shadow_rows_total[('outcome', '{outcome}')]", 0.0)
 
@@ -166,7 +177,7 @@ def test_the_challenger_scores_a_runs_rows_off_the_path_and_keeps_its_own_predic
 ) -> None:
     rows = run_rows(dataset, WORN).head(250)
     run = new_run()
-    with shadow_server(registry, tmp_path) as (running, store, _, forest):
+    with shadow_server(registry, tmp_path) as (running, store, champion, forest):
         with without_shadow(running, tmp_path) as plain:
             plain_answers = stream(plain, run, rows)
         answers = stream(running, run, rows)
@@ -181,6 +192,7 @@ def test_the_challenger_scores_a_runs_rows_off_the_path_and_keeps_its_own_predic
     np.testing.assert_allclose(stored, own, rtol=0, atol=1e-12)
     assert shadow_rows(metrics, "scored") == len(rows)
     assert shadow_rows(metrics, "dropped") == 0
+    assert loaded_roles(metrics) == {("champion", champion), ("challenger", forest)}
     assert answers == plain_answers  # the champion's answers, byte for byte
 
 

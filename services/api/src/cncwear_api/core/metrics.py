@@ -454,6 +454,19 @@ class ApiMetrics:
             "evidence.",
             registry=r,
         )
+        self.challenger_age = Gauge(
+            "cncwear_challenger_age_seconds",
+            "How long the challenger this replica has loaded has been in shadow, at the last "
+            "shadow decision (NaN with none loaded).",
+            registry=r,
+        )
+        self.challenger_age.set(float("nan"))
+        self.shadow_max_age = Gauge(
+            "cncwear_shadow_max_age_seconds",
+            "CNCWEAR_SHADOW_MAX_AGE_SECONDS: past it, a challenger without a significant win is "
+            "rejected.",
+            registry=r,
+        )
         self.shadow_p_value = Gauge(
             "cncwear_shadow_p_value",
             "Exact McNemar p-value of the run verdicts of champion and challenger (1 with no run "

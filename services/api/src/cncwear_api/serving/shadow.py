@@ -74,6 +74,7 @@ class ShadowScorer:
             o: metrics.shadow_rows.labels(outcome=o) for o in (SCORED, DROPPED, FAILED)
         }
         self.last: ShadowReport | None = None
+        metrics.shadow_max_age.set(settings.shadow_max_age_seconds)
 
     # -- rows in (the request path) --------------------------------------------------------------
 
@@ -154,6 +155,7 @@ class ShadowScorer:
         report = ShadowReport(comparison, verdict, time.time())
         self.last = report
         if verdict.move is not None:
+            self.metrics.challenger_age.set(float("nan"))
             logger.info("shadow decision on version %s: %s", verdict.version, decision.reason)
         return report
 
