@@ -272,6 +272,16 @@ def test_a_better_challenger_is_promoted_once_on_labelled_runs_and_then_served(
         label_runs(running, dataset, [both, wins, wins])
         still = store.challenger_version()
         assert still is not None and str(still.version) == forest  # p = 0.5 so far
+        with running.client() as client:
+            evidence = client.get("/model/challenger").json()["evidence"]
+        assert evidence["outcome"] == "inconclusive"
+        assert (evidence["runs"], evidence["challenger_wins"], evidence["champion_wins"]) == (
+            3,
+            2,
+            0,
+        )
+        assert evidence["p_value"] == pytest.approx(0.5)
+        assert any("1 more run(s) the challenger gets right" in n for n in evidence["needs"])
         held = store.champion_version()
         assert held is not None and str(held.version) == champion
         label_runs(running, dataset, [wins])
