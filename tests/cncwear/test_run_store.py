@@ -231,3 +231,26 @@ def test_runs_left_unlabelled_past_their_ttl_are_dropped_and_counted(settings, b
         len(job(base, 6)),
     )
     assert stats.bytes is not None and stats.bytes > 0
+
+
+def test_a_challengers_scores_are_kept_by_run_and_row_and_aligned_with_the_champions(
+    settings: Settings, base: BaseData
+) -> None:
+    store = RunStore(settings)
+    rows = job(base, 8).head(250)
+    stream(store, "shadow-1", rows, version="1")  # the champion: np.linspace per 100-row batch
+    challenger = np.linspace(0.0, 1.0, 250)
+    store.record_shadow("shadow-1", "2", 0, challenger[:100])
+    store.record_shadow("shadow-1", "2", 200, challenger[200:])  # the middle batch dropped
+    store.record_shadow("shadow-1", "2", 0, np.zeros(100))  # scored twice: the first kept
+    assert store.shadow_rows("1", "2") == []  # not labelled yet
+    store.label("shadow-1", WORN, base.reference)
+
+    (found,) = store.shadow_rows("1", "2")
+    assert (found.run, found.label) == ("shadow-1", 1)
+    np.testing.assert_array_equal(found.champion, store.rows("shadow-1")["probability_worn"])
+    np.testing.assert_array_equal(found.challenger[:100], challenger[:100])
+    assert np.isnan(found.challenger[100:200]).all()
+    np.testing.assert_array_equal(found.challenger[200:], challenger[200:])
+    assert store.shadow_rows("3", "2") == []  # another champion scored none of its rows
+    assert store.shadow_rows("1", "4") == []

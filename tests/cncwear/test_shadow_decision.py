@@ -11,10 +11,12 @@ from pydantic import ValidationError
 from scipy.stats import binomtest
 
 from cncwear.core.settings import PromotionPolicy, Settings, ShadowQueue
+from cncwear.data.runs.records import ShadowRows
 from cncwear.monitoring.shadow import (
     RunVerdicts,
     ShadowOutcome,
     ShadowPolicy,
+    compare_runs,
     decide_shadow,
     majority_verdict,
     mcnemar_p_value,
@@ -166,3 +168,29 @@ def test_a_bad_shadow_setting_is_refused_by_name(field: str, value: object) -> N
 def test_the_challenger_alias_cannot_be_the_champions() -> None:
     with pytest.raises(ValidationError, match="CNCWEAR_CHALLENGER_ALIAS must differ"):
         Settings(challenger_alias="champion")
+
+
+def test_the_comparison_takes_each_models_majority_over_the_rows_it_scored() -> None:
+    nan = np.nan
+    scored = [
+        # worn: the champion says worn on 2 of 3 rows; the challenger scored 2 rows, both worn.
+        ShadowRows("a", 1, np.array([0.9, 0.8, 0.1, nan]), np.array([nan, 0.7, 0.6, nan])),
+        # unworn: the champion says worn on both; the challenger unworn on its one row.
+        ShadowRows("b", 0, np.array([0.9, 0.6]), np.array([0.2, nan])),
+    ]
+    comparison = compare_runs(scored)
+    assert comparison.runs == [
+        RunVerdicts("a", label=1, champion=1, challenger=1),
+        RunVerdicts("b", label=0, champion=1, challenger=0),
+    ]
+    assert comparison.champion_accuracy == pytest.approx(2 / 5)
+    assert comparison.challenger_accuracy == pytest.approx(3 / 3)
+    # Rows both scored: a's second (both worn) and third (unworn, worn), b's first (worn, unworn).
+    assert comparison.rows_compared == 3
+    assert comparison.agreement == pytest.approx(1 / 3)
+
+
+def test_with_no_run_scored_there_is_no_figure() -> None:
+    comparison = compare_runs([])
+    assert comparison.runs == []
+    assert comparison.champion_accuracy is comparison.agreement is None

@@ -47,6 +47,7 @@ from cncwear_api.serving.explaining import ExplainRunner
 from cncwear_api.serving.holder import ModelHolder
 from cncwear_api.serving.live_monitoring import LiveMonitoring, watch_drift
 from cncwear_api.serving.runs import Runs, checkpoint_runs, expire_runs
+from cncwear_api.serving.shadow import ShadowScorer, watch_shadow
 from cncwear_api.serving.watch import listen_for_promotions, watch_registry
 
 logger = logging.getLogger(__name__)
@@ -84,6 +85,9 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             runs=lambda: labelled.store,
         )
         runner = ExplainRunner(settings, metrics)
+        shadow = (
+            None if challenger is None else ShadowScorer(settings, challenger, labelled, metrics)
+        )
         metrics.run_store.source = labelled.stats
         wake = asyncio.Event()
         tasks = [
@@ -96,6 +100,11 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
             asyncio.create_task(expire_runs(labelled), name="runs-expiry"),
             asyncio.create_task(checkpoint_runs(labelled), name="runs-checkpoint"),
         ]
+        if shadow is not None:
+            decide = watch_shadow(
+                shadow, lambda: holder.current, settings.shadow_check_interval_seconds, wake
+            )
+            tasks.append(asyncio.create_task(decide, name="shadow"))
         if live.enabled:
             check = watch_drift(live, lambda: holder.current, settings.drift_check_interval_seconds)
             tasks.append(asyncio.create_task(check, name="drift"))
@@ -110,6 +119,8 @@ def create_app(settings: ApiSettings | None = None) -> FastAPI:
                 "settings": settings,
                 "holder": holder,
                 "challenger": challenger,
+                "shadow": shadow,
+                "wake": wake,
                 "metrics": metrics,
                 "api_token": token,
                 "jobs": job_store,

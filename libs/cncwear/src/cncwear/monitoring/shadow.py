@@ -19,8 +19,9 @@ from enum import StrEnum
 import numpy as np
 from scipy.stats import binomtest
 
-from cncwear.core.schema import LABELS
+from cncwear.core.schema import LABELS, THRESHOLD
 from cncwear.core.settings import Settings
+from cncwear.data.runs.records import ShadowRows
 
 LABEL_NAMES = {number: name for name, number in LABELS.items()}
 MAX_WINS_LOOKED_FOR = 10_000
@@ -201,3 +202,59 @@ def decide_shadow(
         "in shadow"
     )
     return decision(ShadowOutcome.INCONCLUSIVE, "inconclusive: nothing moves", needs)
+
+
+@dataclass(frozen=True)
+class ShadowComparison:
+    """Champion and challenger on the labelled runs both scored: the run verdicts the decision
+    takes, and the row figures people read (accuracy of each over the rows it scored, agreement
+    over the rows both scored). None where there is no row to count."""
+
+    runs: list[RunVerdicts]
+    champion_accuracy: float | None
+    challenger_accuracy: float | None
+    agreement: float | None
+    rows_compared: int
+    """Rows both models scored."""
+
+
+def compare_runs(scored: Sequence[ShadowRows]) -> ShadowComparison:
+    """Each run's verdicts by majority vote of the rows each model scored (``THRESHOLD``), and the
+    row figures."""
+    verdicts: list[RunVerdicts] = []
+    right = {"champion": [0, 0], "challenger": [0, 0]}  # rows right, rows scored
+    agree = both = 0
+    for run in scored:
+        worn: dict[str, np.ndarray] = {}
+        for role, probability in (("champion", run.champion), ("challenger", run.challenger)):
+            seen = np.isfinite(probability)
+            labels = (probability[seen] >= THRESHOLD).astype(int)
+            worn[role] = np.where(seen, probability >= THRESHOLD, False)
+            right[role][0] += int((labels == run.label).sum())
+            right[role][1] += int(labels.size)
+        together = np.isfinite(run.champion) & np.isfinite(run.challenger)
+        both += int(together.sum())
+        agree += int((worn["champion"][together] == worn["challenger"][together]).sum())
+        verdicts.append(
+            RunVerdicts(
+                run=run.run,
+                label=run.label,
+                champion=majority_verdict(
+                    (run.champion[np.isfinite(run.champion)] >= THRESHOLD).astype(int)
+                ),
+                challenger=majority_verdict(
+                    (run.challenger[np.isfinite(run.challenger)] >= THRESHOLD).astype(int)
+                ),
+            )
+        )
+    return ShadowComparison(
+        runs=verdicts,
+        champion_accuracy=_share(*right["champion"]),
+        challenger_accuracy=_share(*right["challenger"]),
+        agreement=_share(agree, both),
+        rows_compared=both,
+    )
+
+
+def _share(part: int, whole: int) -> float | None:
+    return part / whole if whole else None

@@ -23,6 +23,7 @@ from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 from cncwear_api.serving.runs import Runs
+from cncwear_api.serving.shadow import ShadowScorer
 
 logger = logging.getLogger(__name__)
 
@@ -70,6 +71,9 @@ async def score_rows(
             request_id=request_id, metrics=metrics,
         )  # fmt: skip
         scored = replace(scored, run=kept)
+        shadow: ShadowScorer | None = request.state.shadow
+        if shadow is not None and shadow.challenger.current is not None:
+            _to_challenger(shadow, run, served, scored.batch, kept)
     monitoring: LiveMonitoring = request.state.monitoring
     if monitoring.enabled:
         batch = scored.batch
@@ -92,6 +96,17 @@ def _serve(served: ServedModel, rows: RawRows, *, metrics: ApiMetrics, classes: 
         else:
             probability = served.probability_worn(batch)
     return Scored(batch, probability, probability >= THRESHOLD, None, by_class)
+
+
+def _to_challenger(
+    shadow: ShadowScorer, run: str, served: ServedModel, batch: Batch, kept: dict[str, Any]
+) -> None:
+    """The rows the run kept, handed to the challenger in shadow (or dropped, counted): nothing
+    here waits, and the answer does not depend on it."""
+    rows = kept["rows"]
+    if rows < len(batch.numeric):
+        batch = Batch(batch.numeric[:rows], batch.process[:rows])
+    shadow.offer(run, kept["run_rows"] - rows, batch, served.input_columns)
 
 
 async def _append(

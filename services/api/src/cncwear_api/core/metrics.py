@@ -248,8 +248,9 @@ class ApiMetrics:
         )
         self.model_info = Gauge(
             "cncwear_model_info",
-            "The model version being served (value 1), with its runtime.",
-            ["name", "version", "runtime"],
+            "The model versions loaded (value 1), with their runtime, by role: the champion "
+            "(serves /predict) and, under the shadow policy, the challenger.",
+            ["name", "version", "runtime", "role"],
             registry=r,
         )
         self.model_ready = Gauge(
@@ -392,6 +393,16 @@ class ApiMetrics:
             "rule found so far.",
             registry=r,
         )
+        self._run_metrics(r)
+        self.run_store = RunStoreCollector(r)
+        self._info: dict[str, tuple[str, str, str]] = {}
+        # Labelled children, looked up once: ``labels()`` costs more than the update itself.
+        self._http: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
+        self._by_version: dict[str, tuple[Any, Any]] = {}
+
+    def _run_metrics(self, r: CollectorRegistry) -> None:
+        """The labelled runs' appends, and the challenger in shadow's
+        (``cncwear_api.serving.shadow``)."""
         self.run_rows_appended = Counter(
             "cncwear_run_rows_appended",
             "Rows of /predict requests naming a run, kept in the run (this replica).",
@@ -409,10 +420,59 @@ class ApiMetrics:
             "closed run's 409 is not counted).",
             registry=r,
         )
-        self.run_store = RunStoreCollector(r)
-        # Labelled children, looked up once: ``labels()`` costs more than the update itself.
-        self._http: dict[tuple[str, str, str, str], tuple[Any, Any]] = {}
-        self._by_version: dict[str, tuple[Any, Any]] = {}
+        self.shadow_rows = Counter(
+            "cncwear_shadow_rows",
+            "Rows of /predict requests with a run handed to the challenger in shadow, by outcome: "
+            "scored (and stored), dropped (its queue was full, or no challenger was loaded by "
+            "then) or failed (it could not score or store them).",
+            ["outcome"],
+            registry=r,
+        )
+        self.shadow_decisions = Counter(
+            "cncwear_shadow_decisions",
+            "Shadow decisions taken by this replica: promote, reject, inconclusive, or "
+            "superseded (another replica moved the challenger first).",
+            ["decision"],
+            registry=r,
+        )
+        self.shadow_agreement = Gauge(
+            "cncwear_shadow_agreement",
+            "Share of the rows of labelled runs both the champion and the challenger scored that "
+            "they gave the same label (NaN until there is one).",
+            registry=r,
+        )
+        self.live_accuracy = Gauge(
+            "cncwear_live_accuracy",
+            "Row accuracy on the labelled runs both models scored, by role (champion, "
+            "challenger): each over the rows it scored (NaN until there is one).",
+            ["role"],
+            registry=r,
+        )
+        self.shadow_labelled_runs = Gauge(
+            "cncwear_shadow_labelled_runs",
+            "Labelled runs both the champion and the challenger scored: the shadow decision's "
+            "evidence.",
+            registry=r,
+        )
+        self.challenger_age = Gauge(
+            "cncwear_challenger_age_seconds",
+            "How long the challenger this replica has loaded has been in shadow, at the last "
+            "shadow decision (NaN with none loaded).",
+            registry=r,
+        )
+        self.challenger_age.set(float("nan"))
+        self.shadow_max_age = Gauge(
+            "cncwear_shadow_max_age_seconds",
+            "CNCWEAR_SHADOW_MAX_AGE_SECONDS: past it, a challenger without a significant win is "
+            "rejected.",
+            registry=r,
+        )
+        self.shadow_p_value = Gauge(
+            "cncwear_shadow_p_value",
+            "Exact McNemar p-value of the run verdicts of champion and challenger (1 with no run "
+            "where only one was right).",
+            registry=r,
+        )
 
     @contextmanager
     def time_inference(self, runtime: str, version: str) -> Iterator[None]:
@@ -468,9 +528,17 @@ class ApiMetrics:
 
     def serving(self, name: str, version: str, runtime: str) -> None:
         """Mark the model now served (and no other)."""
-        self.model_info.clear()
-        self.model_info.labels(name=name, version=version, runtime=runtime).set(1)
+        self.loaded("champion", name, version, runtime)
         self.model_ready.set(1)
+
+    def loaded(self, role: str, name: str | None, version: str = "", runtime: str = "") -> None:
+        """Mark the version now holding ``role`` in this replica (None: none any more)."""
+        previous = self._info.pop(role, None)
+        if previous is not None:
+            self.model_info.remove(*previous, role)
+        if name is not None:
+            self._info[role] = (name, version, runtime)
+            self.model_info.labels(name=name, version=version, runtime=runtime, role=role).set(1)
 
     def promoted_at(self, timestamp: float) -> None:
         self._promoted_at = timestamp

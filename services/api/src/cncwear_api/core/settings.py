@@ -99,6 +99,14 @@ class ApiSettings(Settings):
     drift_check_interval_seconds: float = Field(default=30.0, gt=0.0)
     """How often drift and live performance are computed, exported and checked for triggers."""
 
+    shadow_queue_rows: int = Field(default=20_000, ge=1)
+    """Rows waiting for the challenger in shadow to score them, at most (per replica): a batch
+    that would go past it is dropped for the challenger, and counted, never delayed."""
+
+    shadow_check_interval_seconds: float = Field(default=60.0, gt=0.0)
+    """How often each replica takes the shadow decision without a new label (the max-age rule),
+    and refreshes the shadow metrics."""
+
     feedback_window_rows: int = Field(default=2000, ge=1)
     """Most recent labelled rows live accuracy, precision and recall are computed over."""
 

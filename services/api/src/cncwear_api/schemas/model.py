@@ -173,6 +173,30 @@ class RetrainPublic(RetrainSummary):
     """The dataset version the retrain trained on (its run's ``cncwear.data_version`` tag)."""
 
 
+class ShadowEvidencePublic(BaseModel):
+    """The last shadow decision this replica took about the challenger, and its evidence: the
+    labelled runs both models scored (``docs/promotion.md``)."""
+
+    decided_at: datetime
+    outcome: str
+    """``promote``, ``reject`` or ``inconclusive``."""
+    reason: str
+    runs: int
+    runs_by_label: dict[str, int]
+    challenger_wins: int
+    """Runs the challenger got right and the champion wrong."""
+    champion_wins: int
+    p_value: float
+    """Exact McNemar test on those discordant runs."""
+    needs: list[str]
+    """What the next decision needs to promote, when inconclusive."""
+    champion_accuracy: float | None
+    """Row accuracy over the rows of those runs it scored."""
+    challenger_accuracy: float | None
+    agreement: float | None
+    """Share of the rows both scored given the same label."""
+
+
 class ChallengerPublic(BaseModel):
     """The version in shadow (``CNCWEAR_PROMOTION_POLICY=shadow``), as the registry records it."""
 
@@ -198,6 +222,8 @@ class ChallengerPublic(BaseModel):
     """Why this replica could not load it (the champion's answers are not affected)."""
     load_failures: int = 0
     """Failed challenger loads on this replica since it started."""
+    evidence: ShadowEvidencePublic | None = None
+    """The last shadow decision on this replica about this version; None before the first."""
 
 
 class ChallengerDecisionCreate(BaseModel):

@@ -191,6 +191,7 @@ class ModelHolder:
                 # Promoted or rejected: a challenger that lost its alias is not kept loaded.
                 logger.info("version %s is not the challenger any more: unloaded", current.version)
                 self._current, self.load_error = None, None
+                self.metrics.loaded(self.role, None)
             elif current is not None:
                 logger.warning(
                     "the registry has no champion any more; still serving version %s",
@@ -220,6 +221,7 @@ class ModelHolder:
         self._current = new  # the switch: requests from now on get the new model
         seconds = time.perf_counter() - started
         if self.role == "challenger":
+            self.metrics.loaded(self.role, new.name, new.version, new.runtime)
             logger.info("challenger version %s loaded in shadow (%.1f s)", new.version, seconds)
             settle_heap()
             return

@@ -6,6 +6,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import numpy as np
+
 from cncwear.data.runs.ids import RunLabel, RunState
 
 Confusion = tuple[int, int, int, int]
@@ -49,6 +51,18 @@ class LivePerformance:
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class ShadowRows:
+    """A labelled run's rows as the champion and a challenger in shadow scored them, aligned by
+    row: each array holds a wear probability per row of the run, NaN where that model scored none
+    (another champion served it, or the challenger's queue dropped it)."""
+
+    run: str
+    label: int
+    champion: np.ndarray
+    challenger: np.ndarray
 
 
 @dataclass(frozen=True)

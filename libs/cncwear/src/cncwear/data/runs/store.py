@@ -74,6 +74,7 @@ from cncwear.data.runs.records import (
     RunDrift,
     RunPage,
     RunRecord,
+    ShadowRows,
     StoreStats,
     VersionRun,
 )
@@ -419,6 +420,81 @@ class RunStore:
                     counts += chosen  # type: ignore[arg-type]
         return LivePerformance.of(counts, runs)
 
+    # -- a challenger in shadow -------------------------------------------------------------------
+
+    def record_shadow(
+        self, run: str, model_version: str, first_row: int, probability: np.ndarray
+    ) -> None:
+        """Keep what challenger ``model_version`` predicted for the run's rows from ``first_row``
+        on (a batch ``/predict`` answered); a batch scored twice keeps its first scores."""
+        run = check_run_id(run)
+        with self.engine.begin() as db:
+            db.execute(
+                _insert_ignore(
+                    db,
+                    tables.shadow,
+                    {
+                        "run": run,
+                        "model_version": model_version,
+                        "first_row": first_row,
+                        "rows": len(probability),
+                        "probability": np.ascontiguousarray(probability, np.float64).tobytes(),
+                        "scored_at": time.time(),
+                    },
+                )
+            )
+
+    def shadow_rows(self, champion: str, challenger: str) -> builtins.list[ShadowRows]:
+        """The labelled runs (accepted or rejected) that both versions scored rows of, oldest
+        label first, each with both models' probabilities aligned by row."""
+        scored = (
+            select(tables.shadow.c.run)
+            .where(tables.shadow.c.model_version == challenger)
+            .distinct()
+        )
+        with self.engine.connect() as db:
+            found = db.execute(
+                select(tables.runs)
+                .where(tables.runs.c.state.in_(LABELLED), tables.runs.c.run.in_(scored))
+                .order_by(tables.runs.c.labelled_at, tables.runs.c.run)
+            ).all()
+            out = []
+            for r in found:
+                champion_rows = self._champion_probabilities(db, r.run, champion)
+                challenger_rows = np.full(len(champion_rows), np.nan)
+                for part in db.execute(
+                    select(
+                        tables.shadow.c.first_row,
+                        tables.shadow.c.rows,
+                        tables.shadow.c.probability,
+                    ).where(
+                        tables.shadow.c.run == r.run, tables.shadow.c.model_version == challenger
+                    )
+                ):
+                    stop = min(len(challenger_rows), part.first_row + part.rows)
+                    values = np.frombuffer(part.probability, dtype=np.float64)
+                    challenger_rows[part.first_row : stop] = values[: stop - part.first_row]
+                if np.isfinite(champion_rows).any() and np.isfinite(challenger_rows).any():
+                    out.append(ShadowRows(r.run, _label(r).label, champion_rows, challenger_rows))
+        return out
+
+    def _champion_probabilities(self, db: Connection, run: str, version: str) -> np.ndarray:
+        parts = [
+            np.frombuffer(b.probability, dtype=np.float64)
+            if b.probability is not None and b.model_version == version
+            else np.full(b.rows, np.nan)
+            for b in db.execute(
+                select(
+                    tables.batches.c.rows,
+                    tables.batches.c.probability,
+                    tables.batches.c.model_version,
+                )
+                .where(tables.batches.c.run == run)
+                .order_by(tables.batches.c.id)
+            )
+        ]
+        return np.concatenate(parts) if parts else np.empty(0)
+
     # -- bounds -----------------------------------------------------------------------------------
 
     def expire(self, now: float | None = None) -> int:
@@ -440,6 +516,7 @@ class RunStore:
                 return 0
             db.execute(delete(tables.batches).where(tables.batches.c.run.in_(stale)))
             db.execute(delete(tables.drift).where(tables.drift.c.run.in_(stale)))
+            db.execute(delete(tables.shadow).where(tables.shadow.c.run.in_(stale)))
             db.execute(delete(tables.runs).where(tables.runs.c.run.in_(stale)))
             db.execute(_insert_ignore(db, tables.counters, {"name": EXPIRED_COUNTER, "value": 0}))
             db.execute(

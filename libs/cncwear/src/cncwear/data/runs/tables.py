@@ -109,6 +109,19 @@ drift = Table(
 )
 """Each run's latest drift verdict by the model version that judged it (its null)."""
 
+shadow = Table(
+    "cncwear_run_shadow",
+    metadata,
+    Column("run", RUN_KEY, ForeignKey("cncwear_runs.run", ondelete="CASCADE"), primary_key=True),
+    Column("model_version", VERSION_KEY, primary_key=True),
+    Column("first_row", Integer, primary_key=True),
+    Column("rows", Integer, nullable=False),
+    Column("probability", LargeBinary, nullable=False),
+    Column("scored_at", Float, nullable=False),
+)
+"""What a challenger in shadow predicted for a run's rows: one database row per ``/predict``
+batch it scored, ``first_row`` its position in the run (rows as answered, from 0)."""
+
 counters = Table(
     "cncwear_counters",
     metadata,

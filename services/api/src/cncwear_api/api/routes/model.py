@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.concurrency import run_in_threadpool
 
 from cncwear.registry.challenger import ChallengerMove, promote_challenger, reject_challenger
@@ -29,10 +30,12 @@ from cncwear_api.schemas.model import (
     ModelEvaluation,
     ModelPublic,
     RetrainPublic,
+    ShadowEvidencePublic,
     TrainingDistributions,
 )
 from cncwear_api.serving.holder import ModelHolder
 from cncwear_api.serving.insight import challenger, example_rows, recent_retrains
+from cncwear_api.serving.shadow import ShadowReport, ShadowScorer
 
 router = APIRouter(prefix="/model", tags=["model"])
 
@@ -170,17 +173,40 @@ TOKEN: dict[int | str, dict[str, Any]] = {
     ),
     responses=NO_CHALLENGER,
 )
-async def get_challenger(holder: HolderDep, shadow: ChallengerHolderDep) -> ChallengerPublic:
+async def get_challenger(
+    request: Request, holder: HolderDep, shadow: ChallengerHolderDep
+) -> ChallengerPublic:
     found = await run_in_threadpool(challenger, holder.store)
     if shadow is None:
         return found
     held = shadow.current
+    scorer: ShadowScorer | None = request.state.shadow
+    last = None if scorer is None else scorer.last
     return found.model_copy(
         update={
             "loaded": held is not None and held.version == found.version,
             "load_error": shadow.load_error,
             "load_failures": shadow.load_failures,
+            "evidence": _evidence(last) if last and last.verdict.version == found.version else None,
         }
+    )
+
+
+def _evidence(report: ShadowReport) -> ShadowEvidencePublic:
+    decision, comparison = report.verdict.decision, report.comparison
+    return ShadowEvidencePublic(
+        decided_at=datetime.fromtimestamp(report.at, tz=UTC),
+        outcome=str(decision.outcome),
+        reason=decision.reason,
+        runs=decision.runs,
+        runs_by_label=decision.runs_by_label,
+        challenger_wins=decision.challenger_wins,
+        champion_wins=decision.champion_wins,
+        p_value=decision.p_value,
+        needs=decision.needs,
+        champion_accuracy=comparison.champion_accuracy,
+        challenger_accuracy=comparison.challenger_accuracy,
+        agreement=comparison.agreement,
     )
 
 

@@ -7,6 +7,7 @@ answers for any run."""
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from typing import Annotated, Any
 
@@ -34,6 +35,7 @@ from cncwear_api.schemas.runs import (
 from cncwear_api.serving.holder import ServedModel
 from cncwear_api.serving.live_monitoring import LiveMonitoring
 from cncwear_api.serving.runs import Runs
+from cncwear_api.serving.shadow import ShadowScorer
 
 logger = logging.getLogger(__name__)
 
@@ -214,4 +216,28 @@ async def _after_closing(request: Request, runs: Runs, record: RunRecord) -> Run
             record = await run_in_threadpool(runs.store.get, record.run)
         except Exception as error:  # the label stands without it
             logger.error("could not judge the drift of run %s: %s", record.run, error)
+    shadow: ShadowScorer | None = request.state.shadow
+    if shadow is not None:
+        await _decide_shadow(request, shadow, served)
     return RunPublic.of(record)
+
+
+SHADOW_DRAIN_SECONDS = 5.0
+"""How long a label waits for the challenger to score the rows handed to it so far."""
+
+
+async def _decide_shadow(
+    request: Request, shadow: ShadowScorer, served: ServedModel | None
+) -> None:
+    """A new label is new evidence: the shadow decision, once the challenger has scored what it
+    was given. A move wakes the registry watch, which swaps the models (as an announcement
+    does on the other replicas). Never fails the label."""
+    try:
+        await run_in_threadpool(shadow.wait_idle, SHADOW_DRAIN_SECONDS)
+        report = await run_in_threadpool(shadow.decide, served)
+    except Exception as error:
+        logger.error("could not take the shadow decision: %s", error)
+        return
+    if report is not None and report.verdict.move is not None:
+        wake: asyncio.Event = request.state.wake
+        wake.set()
