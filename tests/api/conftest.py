@@ -25,6 +25,7 @@ import pandas as pd
 import pytest
 import redis
 import uvicorn
+from prometheus_client.parser import text_string_to_metric_families
 
 from cncwear.core.choices import Budget
 from cncwear.core.schema import input_columns
@@ -203,3 +204,14 @@ def v2_inputs(rows: list[dict[str, Any]], numbers: str = "FP64") -> list[dict[st
         }
         for column, value in rows[0].items()
     ]
+
+
+def scrape(server: RunningServer) -> dict[str, float]:
+    """The server's /metrics, one value per series, keyed by name and sorted labels."""
+    with server.client() as client:
+        text = client.get("/metrics").text
+    return {
+        s.name + str(sorted(s.labels.items())): s.value
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    }

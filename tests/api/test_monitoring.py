@@ -18,13 +18,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import redis
-from prometheus_client.parser import text_string_to_metric_families
 
 from cncwear.core.schema import input_columns
 from cncwear.data.dataset import Dataset
 from tests.helpers import TEST_REDIS_URL
 
-from .conftest import Registry, RunningServer, serve, wait_until
+from .conftest import Registry, RunningServer, scrape, serve, wait_until
 
 WINDOW = 1000
 BATCH = 50
@@ -86,16 +85,6 @@ def drift(server: RunningServer) -> dict[str, Any]:
 
 def token(server: RunningServer) -> dict[str, str]:
     return {"Authorization": f"Bearer {server.settings.token_path().read_text().strip()}"}
-
-
-def scrape(server: RunningServer) -> dict[str, Any]:
-    with server.client() as client:
-        text = client.get("/metrics").text
-    return {
-        s.name + str(sorted(s.labels.items())): s.value
-        for f in text_string_to_metric_families(text)
-        for s in f.samples
-    }
 
 
 def live_histograms(server: RunningServer) -> dict[str, dict[str, list[float]]]:

@@ -16,7 +16,6 @@ import numpy as np
 import pandas as pd
 import pytest
 import sqlalchemy as sa
-from prometheus_client.parser import text_string_to_metric_families
 from pydantic import SecretStr
 
 from cncwear.core.schema import LABELS, THRESHOLD
@@ -33,7 +32,7 @@ from cncwear_api.schemas.predict import PredictRequest
 from cncwear_api.serving.holder import ModelHolder, ServedModel, load_served_model
 from tests.helpers import TEST_REDIS_URL
 
-from .conftest import Registry, RunningServer, serve, wait_until
+from .conftest import Registry, RunningServer, scrape, serve, wait_until
 from .labelled_runs import batches, records, run_label, run_rows
 
 TOKEN = "shadow-live-token-7c1e"
@@ -131,16 +130,6 @@ def predicted(served: ServedModel, rows: pd.DataFrame) -> np.ndarray:
     return served.probability_worn(
         to_batch(PredictRequest(rows=records(rows)), served.input_columns)
     )
-
-
-def scrape(running: RunningServer) -> dict[str, float]:
-    with running.client() as client:
-        text = client.get("/metrics").text
-    return {
-        s.name + str(sorted(s.labels.items())): s.value
-        for family in text_string_to_metric_families(text)
-        for s in family.samples
-    }
 
 
 def loaded_roles(metrics: dict[str, float]) -> set[tuple[str, str]]:
