@@ -118,6 +118,10 @@ def test_prometheus_scrapes_request_and_drift_series_from_a_running_api(
 
     wait_until(rules_evaluated, "the alert rules to evaluate", timeout=60)
     dashboard = json.loads((DEPLOY / "grafana" / "dashboards" / "cncwear.json").read_text())
+    grafana_ranges = {"$__rate_interval": "1m", "$__range": "1h"}  # what Grafana substitutes
     for panel in dashboard["panels"]:
         for target in panel.get("targets", []):
-            query(prometheus, target["expr"].replace("$__rate_interval", "1m"))
+            expr = target["expr"]
+            for variable, value in grafana_ranges.items():
+                expr = expr.replace(variable, value)
+            query(prometheus, expr)
