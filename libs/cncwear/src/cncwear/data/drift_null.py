@@ -30,7 +30,7 @@ Three checks, each aimed at a kind of fault that the others miss:
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
@@ -160,8 +160,8 @@ class NullReference:
     null: dict[str, np.ndarray]
     toolpath_null: np.ndarray
     runs: int
-    toolpath_columns: list[str] = field(default_factory=list)
-    part_runs: np.ndarray = field(default_factory=lambda: np.zeros(0, dtype=np.int64))
+    toolpath_columns: list[str]
+    part_runs: np.ndarray
     """The run (its index) each row of the null was left out from."""
 
     def choose_margin(self, quantile: float) -> float:
@@ -173,12 +173,12 @@ class NullReference:
     def inner_alarms(self, quantile: float, margin: float) -> list[int]:
         """The training runs (indices) that would be drifted against the band of the others."""
         alarmed = []
-        part_runs = self.part_runs if len(self.part_runs) else np.arange(len(self.null["shape"]))
+        part_runs = self.part_runs
+        nulls = [(c, self.null[c][:, j]) for c in CHECKS for j in range(len(self.names))]
+        if len(self.toolpath_null):
+            nulls.append(("toolpath", self.toolpath_null))
         for run in np.unique(part_runs):
             mine, others = part_runs == run, part_runs != run
-            nulls = [(c, self.null[c][:, j]) for c in CHECKS for j in range(len(self.names))]
-            if len(self.toolpath_null) == len(part_runs):
-                nulls.append(("toolpath", self.toolpath_null))
             if any(
                 np.max(values[mine]) > band_threshold(check, values[others], quantile, margin)
                 for check, values in nulls
@@ -248,10 +248,10 @@ class NullReference:
                 k: np.asarray(v, dtype=np.float64).reshape(-1, len(names))
                 for k, v in data["null"].items()
             },
-            toolpath_null=np.asarray(data.get("toolpath_null", []), dtype=np.float64),
+            toolpath_null=np.asarray(data["toolpath_null"], dtype=np.float64),
             runs=int(data["runs"]),
-            toolpath_columns=[str(c) for c in data.get("toolpath_columns", [])],
-            part_runs=np.asarray(data.get("part_runs", []), dtype=np.int64),
+            toolpath_columns=[str(c) for c in data["toolpath_columns"]],
+            part_runs=np.asarray(data["part_runs"], dtype=np.int64),
         )
 
 
