@@ -6,6 +6,7 @@ challenger a copy of the forest, or the other way round), each with a store of i
 from __future__ import annotations
 
 import ast
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -30,9 +31,10 @@ from cncwear.serving.batch import to_batch
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.schemas.predict import PredictRequest
 from cncwear_api.serving.holder import ModelHolder, ServedModel, load_served_model
+from cncwear_api.serving.shadow import ShadowScorer
 from tests.helpers import TEST_REDIS_URL
 
-from .conftest import Registry, RunningServer, scrape, serve, wait_until
+from .conftest import WAIT_SECONDS, Registry, RunningServer, scrape, serve, wait_until
 from .labelled_runs import batches, records, run_label, run_rows
 
 TOKEN = "shadow-live-token-7c1e"
@@ -87,12 +89,15 @@ def new_run() -> str:
     return f"mill-1/shadow/job-{uuid.uuid4().hex[:8]}"
 
 
-def stream(running: RunningServer, run: str, rows: pd.DataFrame, size: int = 100) -> list[bytes]:
+def stream(
+    running: RunningServer, run: str, rows: pd.DataFrame, size: int = 100, first_batch: int = 0
+) -> list[bytes]:
     """The rows sent through /predict with the run id, ``size`` at a time, each request with a
-    request id of its own made from the run and the batch; the answers' bytes."""
+    request id of its own made from the run and the batch (counted from ``first_batch``, when the
+    run goes on from an earlier call); the answers' bytes."""
     answers = []
     with running.client() as client:
-        for i, batch in enumerate(batches(rows, size)):
+        for i, batch in enumerate(batches(rows, size), start=first_batch):
             response = client.post(
                 "/predict",
                 json={"rows": records(batch), "run": run},
@@ -200,6 +205,70 @@ def test_a_full_queue_drops_the_rows_for_the_challenger_counts_them_and_answers_
     assert shadow_rows(metrics, "scored") == 0
     assert stored.size == 0
     assert answers == plain_answers
+
+
+def test_a_hung_scoring_worker_fills_its_queue_and_predict_answers_as_ever(
+    registry: Registry, dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = run_rows(dataset, UNWORN).head(100)
+    run = new_run()
+    release = threading.Event()
+    score = ShadowScorer._score
+
+    def hung(scorer: ShadowScorer, item: Any) -> str:
+        release.wait(timeout=WAIT_SECONDS)
+        return score(scorer, item)
+
+    monkeypatch.setattr(ShadowScorer, "_score", hung)
+    with shadow_server(registry, tmp_path, shadow_queue_rows=30) as (running, _, _, forest):
+        with without_shadow(running, tmp_path) as plain:
+            plain_answers = stream(plain, run, rows, size=10)
+        answers = stream(running, run, rows, size=10)
+        answered_while_hung = not release.is_set()
+        metrics = scrape(running)
+        release.set()
+        runs = RunStore(running.settings)
+        wait_until(
+            lambda: np.isfinite(challenger_rows(runs, run, forest)).sum() == 30,
+            "the queued rows to be scored once the worker is free",
+        )
+    assert answered_while_hung
+    assert answers == plain_answers
+    assert shadow_rows(metrics, "dropped") == len(rows) - 30  # the bound's worth was queued
+    assert shadow_rows(metrics, "scored") == 0
+
+
+def test_a_killed_scoring_worker_never_fails_predict_and_is_started_again(
+    registry: Registry, dataset: Dataset, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    rows = run_rows(dataset, WORN).head(50)
+    run = new_run()
+    score = ShadowScorer._score
+    killed: list[str] = []
+
+    def killing_once(scorer: ShadowScorer, item: Any) -> str:
+        if not killed:
+            killed.append(threading.current_thread().name)
+            raise SystemExit  # ends the worker thread, as a kill of it would
+        return score(scorer, item)
+
+    monkeypatch.setattr(ShadowScorer, "_score", killing_once)
+    with shadow_server(registry, tmp_path) as (running, _, _, forest):
+        with without_shadow(running, tmp_path) as plain:
+            plain_answers = stream(plain, run, rows, size=10)
+        first = stream(running, run, rows.head(10), size=10)
+        wait_until(lambda: bool(killed), "the worker to be killed")
+        rest = stream(running, run, rows.iloc[10:], size=10, first_batch=1)
+        runs = RunStore(running.settings)
+        wait_until(
+            lambda: np.isfinite(challenger_rows(runs, run, forest)).sum() == len(rows) - 10,
+            "the worker started again to score the rows after the kill",
+        )
+        metrics = scrape(running)
+    assert first + rest == plain_answers
+    assert shadow_rows(metrics, "failed") == 10  # the batch in hand when it was killed
+    assert shadow_rows(metrics, "scored") == len(rows) - 10
+    assert shadow_rows(metrics, "dropped") == 0
 
 
 # -- the decision on labelled runs -----------------------------------------------------------------

@@ -89,22 +89,31 @@ class ShadowScorer:
                 self._counted[DROPPED].inc(rows)
                 return False
             self._pending += rows
-        if self._thread is None:
+        if self._thread is None or not self._thread.is_alive():
             self._start()
         self._queue.put_nowait(ShadowBatch(run, first_row, batch, input_columns))
         return True
 
     def _start(self) -> None:
+        """Start the worker, or start it again if it died: the batches queued behind the dead
+        one are scored by the next."""
         with self._starting:
-            if self._thread is None:
-                thread = threading.Thread(target=self._score_forever, name="shadow-scoring")
-                thread.daemon = True  # what it has not scored yet is only the challenger's loss
-                thread.start()
-                self._thread = thread
+            if self._thread is not None and self._thread.is_alive():
+                return
+            if self._thread is not None:
+                logger.warning("the challenger's scoring worker had stopped; starting it again")
+            thread = threading.Thread(target=self._score_forever, name="shadow-scoring")
+            thread.daemon = True  # what it has not scored yet is only the challenger's loss
+            thread.start()
+            self._thread = thread
 
     def wait_idle(self, timeout: float) -> bool:
         """Wait until every batch handed over so far is scored (or ``timeout``): a label's
         decision then sees the run's last rows."""
+        with self._idle:
+            waiting = self._pending > 0
+        if waiting and self._thread is not None and not self._thread.is_alive():
+            self._start()  # batches queued behind a killed worker
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
 
@@ -114,12 +123,13 @@ class ShadowScorer:
         while True:
             item = self._queue.get()
             rows = len(item.batch.numeric)
+            outcome = FAILED  # also when the thread itself is killed: the next offer restarts it
             try:
-                self._counted[self._score(item)].inc(rows)
+                outcome = self._score(item)
             except Exception as error:  # the next batch is scored all the same
                 logger.warning("challenger could not score run %s's rows: %s", item.run, error)
-                self._counted[FAILED].inc(rows)
             finally:
+                self._counted[outcome].inc(rows)
                 with self._idle:
                     self._pending -= rows
                     self._idle.notify_all()
