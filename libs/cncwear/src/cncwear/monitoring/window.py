@@ -14,7 +14,7 @@ import logging
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from functools import cached_property
 from typing import Any, ClassVar
 
@@ -188,22 +188,18 @@ class DriftVerdict:
 
 
 @dataclass(frozen=True)
-class MonitorReport:
+class MonitorReport(DriftVerdict):
+    """The verdict on a replica's window, with what else the window knows."""
+
     version: str
-    window_rows: int
     rows_seen: int
-    enough_rows: bool
-    features: list[FeatureDrift]
-    drift_share: float
-    drift_detected: bool
-    prediction: FeatureDrift | None
     performance: LivePerformance
     config: MonitorConfig
     reference: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def drifted(self) -> list[str]:
-        return [f.name for f in self.features if f.drifted]
+    def window_rows(self) -> int:
+        return self.rows
 
 
 class Monitor:
@@ -267,14 +263,9 @@ class Monitor:
         verdict = self.judge(numeric, probability_column[:, 0])
         config = self.config
         return MonitorReport(
+            **{f.name: getattr(verdict, f.name) for f in fields(DriftVerdict)},
             version=self.version,
-            window_rows=verdict.rows,
             rows_seen=rows_seen,
-            enough_rows=verdict.enough_rows,
-            features=verdict.features,
-            drift_share=verdict.drift_share,
-            drift_detected=verdict.drift_detected,
-            prediction=verdict.prediction,
             performance=self._performance(feedback),
             config=config,
             reference={
