@@ -12,6 +12,7 @@ from typing import Any
 
 import mlflow
 import pandas as pd
+import pytest
 from pydantic import SecretStr
 
 from cncwear.registry.challenger import install_challenger
@@ -161,6 +162,17 @@ def test_under_offline_this_server_loads_no_challenger(registry: Registry) -> No
     with shadow_server(registry) as (running, _, _, _), running.client() as client:
         body = client.get("/model/challenger").json()
     assert body["loaded"] is None and body["load_failures"] == 0
+
+
+@pytest.mark.parametrize("policy", ["offline", "shadow"])
+def test_the_model_card_names_the_promotion_policy_the_server_runs_under(
+    registry: Registry, policy: str
+) -> None:
+    with (
+        shadow_server(registry, with_challenger=False, promotion_policy=policy) as (running, *_),
+        running.client() as client,
+    ):
+        assert client.get("/model").json()["promotion_policy"] == policy
 
 
 def test_under_shadow_the_challenger_is_loaded_beside_the_champion_which_answers(
