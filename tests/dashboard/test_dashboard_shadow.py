@@ -14,6 +14,9 @@ import pytest
 from playwright.sync_api import expect
 
 from cncwear.data.dataset import Dataset
+from cncwear.registry.store import ModelStore
+from cncwear.registry.tags import Decider, ShadowState, Tag
+from cncwear_api.core.settings import ApiSettings
 from tests.api.conftest import Registry, RunningServer, wait_until
 from tests.api.shadow_servers import discordant_experiments, label_runs, shadow_server
 
@@ -139,3 +142,36 @@ def test_under_shadow_with_nothing_in_shadow_the_404_reads_as_one_line(
     assert dashboard.console_errors, "the page did not ask for the challenger"
     errors = dashboard.console_errors
     assert all("404" in error and "/model/challenger" in error for error in errors), errors
+
+
+def test_the_shadow_decisions_the_retrains_record_are_listed(
+    open_dashboard: Any, api_json: ApiJson, dashboard_settings: ApiSettings
+) -> None:
+    """A decision as the registry records it on the retrain run that registered the version (the
+    tags are removed again: the run is the other dashboard tests' too)."""
+    run_id = api_json("/model/retrains?limit=1")[0]["run_id"]
+    store = ModelStore(dashboard_settings)
+    tags: dict[str, str] = {
+        Tag.SHADOW_STATE: ShadowState.REJECTED,
+        Tag.SHADOW_REASON: "the challenger loses with p < 0.05 (a dashboard test)",
+        Tag.SHADOW_DECIDED_BY: Decider.AUTOMATIC,
+    }
+    store.tag_run(run_id, tags)
+    try:
+        retrain = next(r for r in api_json("/model/retrains?limit=10") if r["run_id"] == run_id)
+        dashboard: Dashboard = open_dashboard()
+        row = dashboard.page.locator(
+            f'[data-testid=shadow-decision][data-version="{retrain["registered_version"]}"]'
+        )
+        expect(row).to_have_count(1)
+        cells = row.locator("td").all_inner_texts()
+    finally:
+        for key in tags:
+            store.client.delete_tag(run_id, key)
+    assert cells[1] == f"v{retrain['registered_version']} ({retrain['winner']})"
+    assert cells[2:] == [
+        retrain["shadow_state"],
+        retrain["shadow_decided_by"],
+        retrain["shadow_reason"],
+    ]
+    dashboard.assert_clean()
