@@ -1,7 +1,7 @@
 """A real server with a challenger in shadow, and labelled runs streamed through it: shared by the
-live-shadow tests (tests/api/test_shadow_live.py) and the dashboard's champion-versus-challenger
-panel (tests/dashboard). The champion is a copy of the session's baseline and the challenger a copy
-of its forest, or the other way round, in a registered model of their own, with a runs store of
+challenger tests (tests/api/test_challenger.py, test_shadow_live.py) and the dashboard's
+champion-versus-challenger view (tests/dashboard). The champion is a copy of the session's
+baseline and the challenger a copy of its forest, or the other way round, in a registered model of
 their own."""
 
 from __future__ import annotations
@@ -37,26 +37,29 @@ AUTH = {"Authorization": f"Bearer {TOKEN}"}
 @contextmanager
 def shadow_server(
     registry: Registry,
-    folder: Path,
+    folder: Path | None = None,
     *,
+    policy: str = "shadow",
     challenger_is_forest: bool = True,
     with_challenger: bool = True,
     wait_loaded: bool = True,
     **changes: Any,
 ) -> Iterator[tuple[RunningServer, ModelStore, str, str]]:
-    """A server under the shadow policy whose champion is the baseline copy and whose challenger
-    (loaded) the forest copy, or the other way round. Yields the server, the model's store, the
-    champion and the challenger."""
+    """A server under ``policy`` whose champion is the baseline copy and whose challenger the
+    forest copy, or the other way round; under the shadow policy it waits until the challenger is
+    loaded, unless told otherwise. Runs go to a store in ``folder`` when given (else the session
+    home's). Yields the server, the model's store, the champion and the challenger."""
     baseline, forest = registry.fallback_version, registry.compiled_version
     first, second = (baseline, forest) if challenger_is_forest else (forest, baseline)
     name, (champion, challenger) = registry.new_model(first, second, champion=first)
+    if folder is not None:
+        changes.setdefault("data_store_url", f"sqlite:///{folder / 'runs.db'}")
     settings = registry.settings(
         model_name=name,
         api_token=SecretStr(TOKEN),
-        data_store_url=f"sqlite:///{folder / 'runs.db'}",
         redis_url=TEST_REDIS_URL,
         retrain_after_runs=0,
-        promotion_policy="shadow",
+        promotion_policy=policy,
         **changes,
     )
     store = ModelStore(settings)
@@ -67,7 +70,7 @@ def shadow_server(
             install_challenger(store, challenger, "challenger: awaiting live evidence; a test")
     with serve(settings) as running:
         running.wait_ready(champion)
-        if with_challenger and wait_loaded:
+        if with_challenger and wait_loaded and policy == "shadow":
             with running.client() as client:
                 wait_until(
                     lambda: bool(client.get("/model/challenger").json().get("loaded")),
