@@ -5,14 +5,13 @@ challenger is a copy of the forest."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
 
 import mlflow
 import pandas as pd
-from pydantic import SecretStr
+import pytest
 
 from cncwear.registry.challenger import install_challenger
 from cncwear.registry.store import ModelStore
@@ -20,36 +19,20 @@ from cncwear.registry.tags import Tag
 from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.serving.holder import ModelHolder
 
-from .conftest import Registry, RunningServer, records, serve, wait_until
-
-TOKEN = "shadow-test-token-2b91"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
+from .conftest import Registry, RunningServer, records, wait_until
+from .shadow_servers import AUTH, shadow_server
 
 
-@contextmanager
-def shadow_server(
-    registry: Registry, *, with_challenger: bool = True, **changes: Any
-) -> Iterator[tuple[RunningServer, ModelStore, str, str]]:
-    """A server of a champion (the baseline copy) with, unless told otherwise, a challenger (the
-    forest copy) in shadow. Yields the server, the model's store, the champion and the
-    challenger."""
-    name, (champion, forest) = registry.new_model(
-        registry.fallback_version, registry.compiled_version, champion=registry.fallback_version
-    )
-    settings = registry.settings(model_name=name, api_token=SecretStr(TOKEN), **changes)
-    store = ModelStore(settings)
-    for version in (champion, forest):  # moves here must not tag the session's retrain runs
-        store.client.delete_model_version_tag(name, version, Tag.RETRAIN_RUN_ID)
-    if with_challenger:
-        with store.promotion_lock():
-            install_challenger(store, forest, "challenger: awaiting live evidence; a test")
-    with serve(settings) as running:
-        running.wait_ready(champion)
-        yield running, store, champion, forest
+def offline(
+    registry: Registry, **changes: Any
+) -> AbstractContextManager[tuple[RunningServer, ModelStore, str, str]]:
+    """:func:`shadow_server` under the offline policy: the routes answer the same, and nothing
+    scores in shadow, so nothing moves on its own."""
+    return shadow_server(registry, policy="offline", **changes)
 
 
 def test_the_challenger_is_shown_with_its_age_and_state(registry: Registry) -> None:
-    with shadow_server(registry) as (running, _, champion, forest), running.client() as client:
+    with offline(registry) as (running, _, champion, forest), running.client() as client:
         response = client.get("/model/challenger")
     assert response.status_code == 200
     body = response.json()
@@ -64,7 +47,7 @@ def test_the_challenger_is_shown_with_its_age_and_state(registry: Registry) -> N
 
 
 def test_promoting_the_challenger_needs_the_token(registry: Registry) -> None:
-    with shadow_server(registry) as (running, store, champion, forest), running.client() as client:
+    with offline(registry) as (running, store, champion, forest), running.client() as client:
         assert client.post("/model/challenger/promote").status_code == 401
         wrong = client.post("/model/challenger/promote", headers={"Authorization": "Bearer no"})
         assert wrong.status_code == 401
@@ -76,7 +59,7 @@ def test_promoting_the_challenger_needs_the_token(registry: Registry) -> None:
 
 
 def test_a_manual_promotion_makes_the_challenger_the_served_champion(registry: Registry) -> None:
-    with shadow_server(registry) as (running, store, champion, forest), running.client() as client:
+    with offline(registry) as (running, store, champion, forest), running.client() as client:
         response = client.post(
             "/model/challenger/promote", headers=AUTH, json={"reason": "seen enough runs"}
         )
@@ -98,7 +81,7 @@ def test_a_manual_promotion_makes_the_challenger_the_served_champion(registry: R
 
 
 def test_a_manual_rejection_keeps_the_champion_and_records_the_reason(registry: Registry) -> None:
-    with shadow_server(registry) as (running, store, champion, forest), running.client() as client:
+    with offline(registry) as (running, store, champion, forest), running.client() as client:
         response = client.post(
             "/model/challenger/reject", headers=AUTH, json={"reason": "worn on every run"}
         )
@@ -117,7 +100,7 @@ def test_a_manual_rejection_keeps_the_champion_and_records_the_reason(registry: 
 
 
 def test_without_a_body_the_reason_says_it_was_done_by_hand(registry: Registry) -> None:
-    with shadow_server(registry) as (running, store, _, forest), running.client() as client:
+    with offline(registry) as (running, store, _, forest), running.client() as client:
         response = client.post("/model/challenger/reject", headers=AUTH)
     assert response.status_code == 200, response.text
     assert response.json()["reason"] == "rejected by hand"
@@ -128,7 +111,7 @@ def test_with_no_challenger_every_challenger_route_answers_404_saying_so(
     registry: Registry,
 ) -> None:
     with (
-        shadow_server(registry, with_challenger=False) as (running, _, champion, _forest),
+        offline(registry, with_challenger=False) as (running, _, champion, _forest),
         running.client() as client,
     ):
         answers = [
@@ -143,7 +126,7 @@ def test_with_no_challenger_every_challenger_route_answers_404_saying_so(
 
 
 def test_a_bad_reason_is_a_422_naming_the_field(registry: Registry) -> None:
-    with shadow_server(registry) as (running, store, _, forest), running.client() as client:
+    with offline(registry) as (running, store, _, forest), running.client() as client:
         empty = client.post("/model/challenger/promote", headers=AUTH, json={"reason": ""})
         unknown = client.post("/model/challenger/reject", headers=AUTH, json={"why": "x"})
     assert empty.status_code == unknown.status_code == 422
@@ -158,16 +141,27 @@ def challenger_loaded(client: Any) -> bool:
 
 
 def test_under_offline_this_server_loads_no_challenger(registry: Registry) -> None:
-    with shadow_server(registry) as (running, _, _, _), running.client() as client:
+    with offline(registry) as (running, _, _, _), running.client() as client:
         body = client.get("/model/challenger").json()
     assert body["loaded"] is None and body["load_failures"] == 0
+
+
+@pytest.mark.parametrize("policy", ["offline", "shadow"])
+def test_the_model_card_names_the_promotion_policy_the_server_runs_under(
+    registry: Registry, policy: str
+) -> None:
+    with (
+        shadow_server(registry, policy=policy, with_challenger=False) as (running, *_),
+        running.client() as client,
+    ):
+        assert client.get("/model").json()["promotion_policy"] == policy
 
 
 def test_under_shadow_the_challenger_is_loaded_beside_the_champion_which_answers(
     registry: Registry, real_rows: pd.DataFrame
 ) -> None:
     with (
-        shadow_server(registry, promotion_policy="shadow") as (running, _, champion, forest),
+        shadow_server(registry, wait_loaded=False) as (running, _, champion, forest),
         running.client() as client,
     ):
         wait_until(lambda: challenger_loaded(client), "the challenger to be loaded")
@@ -190,7 +184,7 @@ def test_under_shadow_the_challenger_is_loaded_beside_the_champion_which_answers
 def test_a_challenger_that_cannot_be_loaded_is_reported_and_the_champion_answers(
     registry: Registry, real_rows: pd.DataFrame, tmp_path: Path
 ) -> None:
-    with shadow_server(registry, with_challenger=False, promotion_policy="shadow") as (
+    with shadow_server(registry, with_challenger=False) as (
         running,
         store,
         champion,

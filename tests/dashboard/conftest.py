@@ -30,7 +30,11 @@ from cncwear.core.choices import Budget
 from cncwear.core.settings import Settings
 from cncwear.training.retrain import retrain
 from cncwear_api.core.settings import ApiSettings
-from tests.api.conftest import RunningServer, serve
+from tests.api.conftest import (  # noqa: F401  (the session's registry, shared with tests/api)
+    RunningServer,
+    registry,
+    serve,
+)
 from tests.helpers import TEST_REDIS_URL
 from tests.trainer.conftest import WORKER, wait_for, worker_environment
 
@@ -209,15 +213,16 @@ def _origin(url: str) -> str:
 
 
 @pytest.fixture
-def open_dashboard(browser: Browser, api: RunningServer) -> Iterator[Any]:
-    """Opens the dashboard at a viewport size (laptop by default) and records what it does."""
+def open_server_dashboard(browser: Browser) -> Iterator[Any]:
+    """Opens the dashboard of a given server at a viewport size (laptop by default) and records
+    what it does."""
     contexts = []
 
-    def open_at(viewport: dict[str, int] = LAPTOP) -> Dashboard:
+    def open_at(server: RunningServer, viewport: dict[str, int] = LAPTOP) -> Dashboard:
         context = browser.new_context(viewport=viewport)  # type: ignore[arg-type]
         contexts.append(context)
         page = context.new_page()
-        dashboard = Dashboard(page=page, origin=api.url)
+        dashboard = Dashboard(page=page, origin=server.url)
 
         def on_console(message: ConsoleMessage) -> None:
             if message.type == "error":
@@ -235,6 +240,17 @@ def open_dashboard(browser: Browser, api: RunningServer) -> Iterator[Any]:
     yield open_at
     for context in contexts:
         context.close()
+
+
+@pytest.fixture
+def open_dashboard(open_server_dashboard: Any, api: RunningServer) -> Any:
+    """Opens the dashboard of these tests' API at a viewport size (laptop by default)."""
+
+    def open_at(viewport: dict[str, int] = LAPTOP) -> Dashboard:
+        dashboard: Dashboard = open_server_dashboard(api, viewport)
+        return dashboard
+
+    return open_at
 
 
 @pytest.fixture

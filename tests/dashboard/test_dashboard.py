@@ -17,7 +17,16 @@ from .conftest import LAPTOP, PHONE, TOKEN, Dashboard
 Open = Callable[..., Dashboard]
 ApiJson = Callable[[str], Any]
 
-VIEWS = ("champion", "evaluation", "candidates", "distributions", "drift", "global", "explain")
+VIEWS = (
+    "champion",
+    "shadow",
+    "evaluation",
+    "candidates",
+    "distributions",
+    "drift",
+    "global",
+    "explain",
+)
 
 
 def fmt(value: float | None, digits: int = 3) -> str:

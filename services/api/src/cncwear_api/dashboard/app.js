@@ -5,6 +5,7 @@ import { askToken, forgetToken, get, post, routes, token } from "./api.js";
 import { $, byTestId, el, errorText, fmt, guarded, missing, notice, setText, when } from "./dom.js";
 import { COLORS, color, draw, horizontalBars, linearAxes, xyLine } from "./charts.js";
 import { initRuns, loadDataVersions, setChampionDataVersion, startRuns } from "./runs.js";
+import { setPromotionPolicy, startShadow } from "./shadow.js";
 
 const DRIFT_POLL_MS = 10000;
 const DRIFT_HISTORY_POINTS = 360;
@@ -58,6 +59,7 @@ async function loadChampion() {
   setText("champion-trained", when(model.trained_at));
   setText("champion-data-version", model.data_version ?? "none recorded (trained on a data folder)");
   setChampionDataVersion(model.data_version ?? null);
+  setPromotionPolicy(model.promotion_policy);
   setText("champion-runtime", model.serving.runtime);
   setText("champion-holdout", model.metrics.holdout_experiments.join(", "));
   setText("metric-grouped-accuracy", fmt(model.metrics.holdout.accuracy));
@@ -692,12 +694,17 @@ async function refreshIfNewChampion() {
   if (version !== null && version !== state.version) await loadAll();
 }
 
+/** The champion-versus-challenger view, once the champion's card has said the policy. */
+function startShadowView() {
+  return offers("/model/challenger") ? startShadow() : missing("shadow", "GET /model/challenger", "shadow promotion");
+}
+
 async function loadAll() {
   const tasks = [guarded("candidates", loadCandidates)];
   if (offers("/data/versions")) tasks.push(guarded("data", loadDataVersions)); // the models trained on each
-  if (state.version === null) return Promise.all(tasks); // nothing served yet: nothing to describe
+  if (state.version === null) return Promise.all([...tasks, startShadowView()]); // nothing served yet
   tasks.push(
-    guarded("champion", loadChampion),
+    guarded("champion", loadChampion).then(startShadowView),
     guarded("evaluation", loadEvaluation),
     guarded("distributions", loadDistributions),
   );

@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from cncwear.core.settings import PromotionPolicy
 from cncwear.registry.store import CandidateSummary, RetrainSummary
 from cncwear_api.schemas.common import JsonScalar, Label, ModelRef
 
@@ -69,6 +70,9 @@ class ModelPublic(BaseModel):
     """The dataset version (``GET /data/versions``) the version was trained on; None for versions
     trained on a data folder before dataset versions existed."""
     promotion_reason: str | None
+    promotion_policy: PromotionPolicy
+    """The policy this server runs under (``CNCWEAR_PROMOTION_POLICY``); under ``shadow`` it loads
+    the challenger beside the champion and decides on labelled runs (``GET /model/challenger``)."""
     input_columns: list[str]
     selected_features: list[str]
     metrics: GroupedMetrics

@@ -299,6 +299,7 @@ def _card(
         data_hash=tags.get(Tag.DATA_HASH),
         data_version=tags.get(Tag.DATA_VERSION),
         promotion_reason=tags.get(Tag.REASON),
+        promotion_policy=store.settings.promotion_policy,
         input_columns=model_input_columns(loaded.pipeline),
         selected_features=selected_features(loaded.pipeline),
         metrics=GroupedMetrics(
