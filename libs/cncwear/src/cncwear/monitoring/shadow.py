@@ -197,10 +197,8 @@ def decide_shadow(
             f"at least {needed} more run(s) the challenger gets right and the champion wrong "
             f"(and none the other way) for p < {policy.alpha}"
         )
-    needs.append(
-        f"or else rejection after {max(0.0, policy.max_age_seconds - age_seconds):.0f} s more "
-        "in shadow"
-    )
+    left = max(0.0, policy.max_age_seconds - age_seconds)
+    needs.append(f"or else rejection after {left:.0f} s ({_duration(left)}) more in shadow")
     return decision(ShadowOutcome.INCONCLUSIVE, "inconclusive: nothing moves", needs)
 
 
@@ -258,3 +256,11 @@ def compare_runs(scored: Sequence[ShadowRows]) -> ShadowComparison:
 
 def _share(part: int, whole: int) -> float | None:
     return part / whole if whole else None
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as an operator reads them: the largest unit of s, min, h, d that is at least one."""
+    for unit, size in (("d", 86400.0), ("h", 3600.0), ("min", 60.0)):
+        if seconds >= size:
+            return f"{seconds / size:.1f} {unit}"
+    return f"{seconds:.0f} s"
