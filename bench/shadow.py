@@ -68,15 +68,21 @@ import pandas as pd
 import redis
 from loadgen import free_port, load, load_tool, ready
 from prometheus_client.parser import text_string_to_metric_families
+from scipy.stats import binomtest
 
 from cncwear.core.choices import Budget
-from cncwear.core.schema import EXPERIMENT_COLUMN, input_columns
+from cncwear.core.schema import EXPERIMENT_COLUMN, THRESHOLD, input_columns
 from cncwear.core.settings import Settings
 from cncwear.data.dataset import load_dataset
+from cncwear.data.runs.store import RunStore
+from cncwear.monitoring.shadow import majority_verdict
 from cncwear.registry.challenger import install_challenger
 from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
+from cncwear.serving.batch import to_batch
 from cncwear.training.retrain import retrain
+from cncwear_api.schemas.predict import PredictRequest
+from cncwear_api.serving.holder import load_served_model
 
 BIN = Path(sys.executable).parent
 TOKEN = "bench-shadow-token"
@@ -340,6 +346,10 @@ def cost(args: argparse.Namespace, settings: Settings, models: dict[str, str]) -
         ratio = summary["shadow"][f"{what}_ms"] / summary["plain"][f"{what}_ms"]
         mark = "ok" if ratio <= target else "OVER"
         print(f"  {what} shadow/plain: {ratio:.3f} (target at most {target:.2f})  {mark}")
+    steps = in_process(settings, models, sample)
+    print(f"  in this process, median per request of {args.rows} rows (what each server adds):")
+    for what, seconds in steps.items():
+        print(f"    {what:66} {seconds * 1e6:6.0f} us")
     counted = {outcome: after[outcome] - before[outcome] for outcome in after}
     offered = sum(counted.values())
     share = counted["scored"] / offered if offered else float("nan")
@@ -349,6 +359,55 @@ def cost(args: argparse.Namespace, settings: Settings, models: dict[str, str]) -
         f"failed {counted['failed']:.0f})",
         flush=True,
     )
+
+
+def in_process(
+    settings: Settings, models: dict[str, str], sample: pd.DataFrame, requests: int = 300
+) -> dict[str, float]:
+    """Median seconds per request of each step, in this process on a runs store of its own: the
+    plain server's work (validate and predict, store the rows with the run) and what the shadow
+    adds off the request path (the challenger's prediction, its scores kept with the run)."""
+    store = ModelStore(settings)
+    champion, challenger = (
+        load_served_model(store, store.client.get_model_version(settings.model_name, models[r]))
+        for r in ("champion", "better")
+    )
+    runs = RunStore(
+        settings.model_copy(
+            update={"data_store_url": f"sqlite:///{settings.home / 'runs-in-process.db'}"}
+        )
+    )
+    body = {"rows": records(sample), "run": "bench/shadow-in-process"}
+    times: dict[str, list[float]] = {what: [] for what in STEPS}
+    for i in range(requests):
+        marks = [time.perf_counter()]
+        batch = to_batch(PredictRequest.model_validate(body), champion.input_columns)
+        probability = champion.probability_worn(batch)
+        marks.append(time.perf_counter())
+        runs.append(
+            "bench/shadow-in-process",
+            batch,
+            input_columns=champion.input_columns,
+            probability=probability,
+            model_version=champion.version,
+            request_id=f"in-process-{i}",
+        )
+        marks.append(time.perf_counter())
+        scores = challenger.probability_worn(batch)
+        marks.append(time.perf_counter())
+        runs.record_shadow("bench/shadow-in-process", challenger.version, i * len(sample), scores)
+        marks.append(time.perf_counter())
+        for what, start, end in zip(STEPS, marks[:-1], marks[1:], strict=True):
+            times[what].append(end - start)
+    return {what: statistics.median(values) for what, values in times.items()}
+
+
+STEPS = (
+    "champion: validate and predict (both servers)",
+    "rows stored with the run (both servers)",
+    "challenger: predict (shadow only, its thread)",
+    "challenger's scores stored with the run (shadow only, its thread)",
+)
 
 
 # -- 2. the replay of labelled runs ----------------------------------------------------------------
@@ -398,13 +457,43 @@ def replay(args: argparse.Namespace, settings: Settings, models: dict[str, str])
         started = time.perf_counter()
         with api(settings, f"replay-{role}", CNCWEAR_PROMOTION_POLICY="shadow") as client:
             outcome = replay_one(client, settings, models[role], runs, args.batch_rows)
-        print(f"  {role:6} (version {models[role]}): {outcome}", flush=True)
-        print(f"         ({time.perf_counter() - started:.0f} s)", flush=True)
+        seconds = time.perf_counter() - started
+        print(f"  {role:6} (version {models[role]}, {seconds:.0f} s): {outcome}", flush=True)
+    verdicts = by_experiment_verdicts(settings, models)
     print(
         "  caveat: runs cut from one experiment are correlated, so these p-values are "
-        f"optimistic; the honest unit is the experiment ({len(REPLAY_EXPERIMENTS)} here)",
+        f"optimistic; the honest unit is the experiment ({len(REPLAY_EXPERIMENTS)} here, where "
+        f"even {len(REPLAY_EXPERIMENTS)} wins of {len(REPLAY_EXPERIMENTS)} give McNemar p = "
+        f"{binomtest(len(REPLAY_EXPERIMENTS), len(REPLAY_EXPERIMENTS)).pvalue:.3g}). "
+        "By experiment (the majority of all its rows' predictions):",
         flush=True,
     )
+    for role, right in verdicts.items():
+        marks = ", ".join(f"{e}: {'right' if ok else 'wrong'}" for e, ok in right.items())
+        print(
+            f"    {role:8} (version {models[role]}) {sum(right.values())} of {len(right)} right "
+            f"({marks})"
+        )
+
+
+def by_experiment_verdicts(
+    settings: Settings, models: dict[str, str]
+) -> dict[str, dict[int, bool]]:
+    """Whether each model's majority verdict on each replay experiment, all its rows, is right."""
+    rows = load_dataset(settings.data_dir).rows
+    store = ModelStore(settings)
+    found: dict[str, dict[int, bool]] = {}
+    for role, version in models.items():
+        served = load_served_model(
+            store, store.client.get_model_version(settings.model_name, version)
+        )
+        found[role] = {}
+        for experiment in REPLAY_EXPERIMENTS:
+            own = rows[rows[EXPERIMENT_COLUMN] == experiment]
+            batch = to_batch(PredictRequest(rows=records(own[COLUMNS])), served.input_columns)
+            predicted = (served.probability_worn(batch) >= THRESHOLD).astype(int)
+            found[role][experiment] = majority_verdict(predicted) == int(own["label"].iloc[0])
+    return found
 
 
 def replay_one(
