@@ -23,8 +23,9 @@ measured here, the live decision is.
    blocks of ``--seconds`` (``--rounds`` each, the order alternating so the machine's other work
    weighs on both alike); every request names a run (a new one each block), so its rows are
    stored and, on the shadow server, offered to the challenger. Reported: the median over blocks
-   of p50 and p99, the ratios shadow/plain (targets: p50 at most 1.10, p99 at most 1.20), and the
-   share of rows the challenger scored at that load (``cncwear_shadow_rows_total``).
+   of p50 and p99, the ratios shadow/plain (targets: p50 at most 1.10, p99 at most 1.20), the
+   share of rows the challenger scored at that load (``cncwear_shadow_rows_total``), and, measured
+   in this process, what each step of a request and of the challenger's work takes.
 2. **Replay.** For each challenger, a fresh ``cncwear-api`` under the shadow policy with the
    default ``CNCWEAR_SHADOW_MIN_RUNS`` and ``CNCWEAR_SHADOW_ALPHA``, the same champion (its alias
    put back before each replay) and a fresh runs store. The rows of :data:`REPLAY_EXPERIMENTS`
@@ -33,13 +34,14 @@ measured here, the live decision is.
    sent through ``/predict`` with its run id, then labelled (``POST /runs/{run}/label``) with its
    experiment's label and settings, and ``GET /model/challenger`` says whether it is still in
    shadow. Reported: after how many labelled runs each challenger was promoted or rejected, or
-   that it was left in shadow, with the last decision's tally and p-value.
+   that it was left in shadow, with the last decision's tally and p-value; and each model's
+   verdict on each whole replay experiment (the majority of its rows' predictions).
 
 Caveat: runs cut from one experiment are correlated (the same tool, part and settings; a model
 that gets one wrong tends to get all of them wrong), so the McNemar p-value over them is
-optimistic: it counts as independent what is closer to 4 observations, one per experiment. The
-figures say how the decision machinery behaves on real rows, not that the better model is better
-with the confidence the p-value claims.
+optimistic: it counts as independent what is closer to 4 observations, one per experiment (and 4
+cannot decide: 4 wins of 4 give p = 0.125). The figures say how the decision machinery behaves on
+real rows, not that a decision taken on them has the confidence its p-value claims.
 
 Uses the Redis at CNCWEAR_BENCH_REDIS_URL (default redis://127.0.0.1:6379/14, flushed) for the
 promotion announcements.
