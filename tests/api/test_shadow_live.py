@@ -141,9 +141,9 @@ def test_a_hung_scoring_worker_fills_its_queue_and_predict_answers_as_ever(
     release = threading.Event()
     score = ShadowScorer._score
 
-    def hung(scorer: ShadowScorer, item: Any) -> str:
+    def hung(scorer: ShadowScorer, group: list[Any]) -> list[str]:
         release.wait(timeout=WAIT_SECONDS)
-        return score(scorer, item)
+        return score(scorer, group)
 
     monkeypatch.setattr(ShadowScorer, "_score", hung)
     with shadow_server(registry, tmp_path, shadow_queue_rows=30) as (running, _, _, forest):
@@ -172,11 +172,11 @@ def test_a_killed_scoring_worker_never_fails_predict_and_is_started_again(
     score = ShadowScorer._score
     killed: list[str] = []
 
-    def killing_once(scorer: ShadowScorer, item: Any) -> str:
+    def killing_once(scorer: ShadowScorer, group: list[Any]) -> list[str]:
         if not killed:
             killed.append(threading.current_thread().name)
             raise SystemExit  # ends the worker thread, as a kill of it would
-        return score(scorer, item)
+        return score(scorer, group)
 
     monkeypatch.setattr(ShadowScorer, "_score", killing_once)
     with shadow_server(registry, tmp_path) as (running, _, _, forest):

@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import psycopg
 import pytest
 
 from cncwear.core.choices import TrainOn
@@ -254,3 +255,29 @@ def test_a_challengers_scores_are_kept_by_run_and_row_and_aligned_with_the_champ
     np.testing.assert_array_equal(found.challenger[200:], challenger[200:])
     assert store.shadow_rows("3", "2") == []  # another champion scored none of its rows
     assert store.shadow_rows("1", "4") == []
+
+
+def test_scores_sent_together_are_kept_and_one_the_database_refuses_fails_alone(
+    tmp_path: Path, base: BaseData
+) -> None:
+    """A challenger's scores go to the one writer, in one statement for all that wait; when the
+    database refuses one (on PostgreSQL, which enforces the run key: scores of a run dropped
+    meanwhile), that one fails and the others are kept."""
+    with postgres_database("cncwear_runs") as url:
+        store = RunStore(
+            Settings(home=tmp_path, data_store_url=url.replace("postgresql", "postgresql+psycopg"))
+        )
+        stream(store, "shadow-2", job(base, 8).head(300))
+        sent = [
+            store.submit_shadow(run, "2", first_row, np.full(100, first_row / 1000))
+            for run, first_row in (("shadow-2", 0), ("no-such-run", 0), ("shadow-2", 200))
+        ]
+        sent[0].result()
+        sent[2].result()
+        with pytest.raises(psycopg.errors.ForeignKeyViolation):
+            sent[1].result()
+        store.label("shadow-2", WORN, base.reference)
+        (found,) = store.shadow_rows("1", "2")
+    np.testing.assert_array_equal(found.challenger[:100], np.zeros(100))
+    assert np.isnan(found.challenger[100:200]).all()
+    np.testing.assert_array_equal(found.challenger[200:], np.full(100, 0.2))

@@ -6,6 +6,11 @@ process and database takes all that are waiting, opens or locks each run once, i
 batches in the order they came, counts each run's rows once, and commits once. Under load that is
 one transaction for several requests instead of one each, and no request thread touches the
 database or waits on another's lock.
+
+A challenger's scores in shadow go through the same writer, in a transaction of their own after
+the appends': a second writer would contend for SQLite's write lock, whose busy wait sleeps
+whole milliseconds on ``/predict``'s path, and a score that cannot be kept must not undo a
+request's rows.
 """
 
 from __future__ import annotations
@@ -62,6 +67,18 @@ class PendingAppend:
     done: Future[AppendOutcome] = field(default_factory=Future)
 
 
+@dataclass
+class PendingScores:
+    """What a challenger in shadow predicted for a stored batch, waiting for the writer."""
+
+    run: str
+    model_version: str
+    first_row: int
+    """Where the batch starts among the run's rows."""
+    probability: np.ndarray
+    done: Future[None] = field(default_factory=Future)
+
+
 class GroupAppender:
     """The writer of one database in this process (see the module's docstring)."""
 
@@ -69,17 +86,25 @@ class GroupAppender:
         self.engine = engine
         self.sql = _APPEND_SQL[engine.dialect.name]
         self.flush_wait = fsync or self.sql.no_flush_wait is None
-        self._queue: queue.SimpleQueue[PendingAppend] = queue.SimpleQueue()
+        self._queue: queue.SimpleQueue[PendingAppend | PendingScores] = queue.SimpleQueue()
         self._connection: Any = None
         self._thread: threading.Thread | None = None
         self._starting = threading.Lock()
 
     def submit(self, pending: PendingAppend) -> Future[AppendOutcome]:
         """Hand the batch to the writer: the future is done once it is committed (or refused)."""
+        self._put(pending)
+        return pending.done
+
+    def submit_scores(self, pending: PendingScores) -> Future[None]:
+        """Hand a challenger's scores to the writer: done once committed (or refused)."""
+        self._put(pending)
+        return pending.done
+
+    def _put(self, pending: PendingAppend | PendingScores) -> None:
         if self._thread is None:
             self._start()
         self._queue.put(pending)
-        return pending.done
 
     def _start(self) -> None:
         """On the first append, not before: a process that forks (a worker pool) before it
@@ -99,7 +124,45 @@ class GroupAppender:
                     group.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
-            self._write(group)
+            appends = [p for p in group if isinstance(p, PendingAppend)]
+            scores = [p for p in group if isinstance(p, PendingScores)]
+            if appends:
+                self._write(appends)
+            if scores:
+                self._write_scores(scores)
+
+    def _write_scores(self, group: list[PendingScores]) -> None:
+        """The scores in one statement; if it is refused (a run dropped meanwhile, say), each
+        on its own, so that only the ones at fault fail."""
+        try:
+            self._insert_scores(group)
+        except Exception as error:
+            if len(group) == 1:
+                group[0].done.set_exception(error)
+                return
+            for pending in group:
+                try:
+                    self._insert_scores([pending])
+                except Exception as alone:
+                    pending.done.set_exception(alone)
+                else:
+                    pending.done.set_result(None)
+            return
+        for pending in group:
+            pending.done.set_result(None)
+
+    def _insert_scores(self, group: list[PendingScores]) -> None:
+        try:
+            if self._connection is None:
+                self._connection = self.engine.raw_connection()
+            self._connection.cursor().execute(
+                self.sql.insert_scores(len(group)),
+                {f"{c}_{i}": v for i, p in enumerate(group) for c, v in score_values(p).items()},
+            )
+            self._connection.commit()
+        except Exception:
+            self._rollback()
+            raise
 
     def _write(self, group: list[PendingAppend]) -> None:
         outcomes: list[AppendOutcome | BaseException] = []
@@ -241,6 +304,20 @@ def batch_values(  # noqa: PLR0917 (the columns of a batch, in order)
     }
 
 
+SCORE_COLUMNS = ("run", "model_version", "first_row", "rows", "probability", "scored_at")
+
+
+def score_values(pending: PendingScores) -> dict[str, Any]:
+    return {
+        "run": pending.run,
+        "model_version": pending.model_version,
+        "first_row": pending.first_row,
+        "rows": len(pending.probability),
+        "probability": np.ascontiguousarray(pending.probability, dtype=np.float64).tobytes(),
+        "scored_at": time.time(),
+    }
+
+
 def _open_run(dialect: Any) -> Any:
     """Insert a run, or touch the one there (which locks its row): either way, return its state,
     rows and source, for the rest of the transaction to decide on."""
@@ -269,15 +346,21 @@ class _AppendSql:
     SQLAlchemy's per-statement work cost more than the database's own on ``/predict``'s path."""
 
     dialect: Any
+    module: Any
+    """``sqlalchemy.dialects.sqlite`` or ``.postgresql``: their ``insert`` knows ON CONFLICT."""
     open_run: str
     count_rows: str
     no_flush_wait: str | None = None
     """PostgreSQL: commit without waiting for the disk (``CNCWEAR_RUN_APPEND_FSYNC``)."""
 
     @classmethod
-    def of(cls, dialect: Any, open_run: Any, no_flush_wait: str | None = None) -> _AppendSql:
+    def of(cls, dialect: Any, module: Any, no_flush_wait: str | None = None) -> _AppendSql:
         return cls(
-            dialect, _compiled(open_run, dialect), _compiled(_COUNT_ROWS, dialect), no_flush_wait
+            dialect,
+            module,
+            _compiled(_open_run(module), dialect),
+            _compiled(_COUNT_ROWS, dialect),
+            no_flush_wait,
         )
 
     @functools.lru_cache(maxsize=256)  # noqa: B019 (two instances, for the life of the process)
@@ -288,16 +371,26 @@ class _AppendSql:
         ]
         return _compiled(insert(tables.batches).values(rows), self.dialect)
 
+    @functools.lru_cache(maxsize=256)  # noqa: B019 (as above)
+    def insert_scores(self, count: int) -> str:
+        """One INSERT of ``count`` challenger scores, parameters ``<column>_<i>``; a batch scored
+        twice keeps its first scores."""
+        rows: list[dict[str, Any]] = [
+            {c: bindparam(f"{c}_{i}") for c in SCORE_COLUMNS} for i in range(count)
+        ]
+        statement = self.module.insert(tables.shadow).values(rows).on_conflict_do_nothing()
+        return _compiled(statement, self.dialect)
+
 
 def _compiled(statement: Any, dialect: Any) -> str:
     return str(statement.compile(dialect=dialect))
 
 
 _APPEND_SQL = {
-    "sqlite": _AppendSql.of(sqlite.pysqlite.dialect(paramstyle="named"), _open_run(sqlite)),
+    "sqlite": _AppendSql.of(sqlite.pysqlite.dialect(paramstyle="named"), sqlite),
     "postgresql": _AppendSql.of(
         postgresql.psycopg.dialect(),  # type: ignore[no-untyped-call]
-        _open_run(postgresql),
+        postgresql,
         no_flush_wait="SET LOCAL synchronous_commit = off",
     ),
 }

@@ -59,6 +59,7 @@ from cncwear.data.runs import tables
 from cncwear.data.runs.appends import (
     UPLOAD,
     PendingAppend,
+    PendingScores,
     batch_values,
     group_appender,
     new_run,
@@ -427,22 +428,16 @@ class RunStore:
     ) -> None:
         """Keep what challenger ``model_version`` predicted for the run's rows from ``first_row``
         on (a batch ``/predict`` answered); a batch scored twice keeps its first scores."""
-        run = check_run_id(run)
-        with self.engine.begin() as db:
-            db.execute(
-                _insert_ignore(
-                    db,
-                    tables.shadow,
-                    {
-                        "run": run,
-                        "model_version": model_version,
-                        "first_row": first_row,
-                        "rows": len(probability),
-                        "probability": np.ascontiguousarray(probability, np.float64).tobytes(),
-                        "scored_at": time.time(),
-                    },
-                )
-            )
+        self.submit_shadow(run, model_version, first_row, probability).result()
+
+    def submit_shadow(
+        self, run: str, model_version: str, first_row: int, probability: np.ndarray
+    ) -> Future[None]:
+        """:meth:`record_shadow` without the wait: the scores go to the process's one writer of
+        this database, which commits those that arrive together at once."""
+        return self._appender.submit_scores(
+            PendingScores(check_run_id(run), model_version, first_row, probability)
+        )
 
     def shadow_rows(self, champion: str, challenger: str) -> builtins.list[ShadowRows]:
         """The labelled runs (accepted or rejected) that both versions scored rows of, oldest
