@@ -208,8 +208,12 @@ def v2_inputs(rows: list[dict[str, Any]], numbers: str = "FP64") -> list[dict[st
 
 def scrape(server: RunningServer) -> dict[str, float]:
     """The server's /metrics, one value per series, keyed by name and sorted labels."""
-    with server.client() as client:
-        text = client.get("/metrics").text
+    return scrape_url(server.url)
+
+
+def scrape_url(url: str) -> dict[str, float]:
+    """:func:`scrape` of a server known by its URL only (a ``cncwear-api`` process)."""
+    text = httpx.get(f"{url}/metrics", timeout=60.0).text
     return {
         s.name + str(sorted(s.labels.items())): s.value
         for family in text_string_to_metric_families(text)
