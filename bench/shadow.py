@@ -1,6 +1,6 @@
 """What a challenger in shadow costs ``/predict``, and how fast labelled runs decide about one.
 
-    uv run python bench/shadow.py [--seconds 8] [--rounds 5] [--run-rows 150]
+    uv run python bench/shadow.py [--seconds 8] [--rounds 5] [--run-rows 150] [--alpha 0.05]
                                   [--skip-cost] [--skip-replay]
 
 On a fresh ``CNCWEAR_HOME`` (a temporary folder) it trains four models with the fast budget (as
@@ -26,16 +26,16 @@ measured here, the live decision is.
    of p50 and p99, the ratios shadow/plain (targets: p50 at most 1.10, p99 at most 1.20), the
    share of rows the challenger scored at that load (``cncwear_shadow_rows_total``), and, measured
    in this process, what each step of a request and of the challenger's work takes.
-2. **Replay.** For each challenger, a fresh ``cncwear-api`` under the shadow policy with the
-   default ``CNCWEAR_SHADOW_MIN_RUNS`` and ``CNCWEAR_SHADOW_ALPHA``, the same champion (its alias
-   put back before each replay) and a fresh runs store. The rows of :data:`REPLAY_EXPERIMENTS`
-   (trained on by no model) are cut into consecutive runs of ``--run-rows`` rows (a shorter tail
-   is dropped), interleaved round-robin across the experiments so that the labels mix; each run is
-   sent through ``/predict`` with its run id, then labelled (``POST /runs/{run}/label``) with its
+2. **Replay.** For each challenger, a fresh ``cncwear-api`` under the shadow policy with the default
+   ``CNCWEAR_SHADOW_MIN_RUNS`` and ``CNCWEAR_SHADOW_ALPHA`` (or ``--alpha``), the same champion (its
+   alias put back before each replay) and a fresh runs store. The rows of :data:`REPLAY_EXPERIMENTS`
+   (trained on by no model) are cut into consecutive runs of ``--run-rows`` rows (a shorter tail is
+   dropped), interleaved round-robin across the experiments so that the labels mix; each run is sent
+   through ``/predict`` with its run id, then labelled (``POST /runs/{run}/label``) with its
    experiment's label and settings, and ``GET /model/challenger`` says whether it is still in
-   shadow. Reported: after how many labelled runs each challenger was promoted or rejected, or
-   that it was left in shadow, with the last decision's tally and p-value; and each model's
-   verdict on each whole replay experiment (the majority of its rows' predictions).
+   shadow. Reported: after how many labelled runs each challenger was promoted or rejected, or that
+   it was left in shadow, with the last decision's tally and p-value; and each model's verdict on
+   each whole replay experiment (the majority of its rows' predictions).
 
 Caveat: runs cut from one experiment are correlated (the same tool, part and settings; a model
 that gets one wrong tends to get all of them wrong), so the McNemar p-value over them is
@@ -119,6 +119,12 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=10, help="rows per /predict under load")
     parser.add_argument("--run-rows", type=int, default=150, help="rows per replayed run")
     parser.add_argument("--batch-rows", type=int, default=50, help="rows per replayed request")
+    parser.add_argument(
+        "--alpha",
+        type=float,
+        default=Settings.model_fields["shadow_alpha"].default,
+        help="CNCWEAR_SHADOW_ALPHA of the replay (default: the setting's default)",
+    )
     parser.add_argument("--skip-cost", action="store_true", help="no latency measurement")
     parser.add_argument("--skip-replay", action="store_true", help="no labelled-run replay")
     args = parser.parse_args()
@@ -133,7 +139,9 @@ def main() -> None:
         flush=True,
     )
     with tempfile.TemporaryDirectory(prefix="cncwear-bench-shadow-") as home:
-        settings = Settings(home=Path(home), redis_url=redis_url, budget=Budget.FAST)
+        settings = Settings(
+            home=Path(home), redis_url=redis_url, budget=Budget.FAST, shadow_alpha=args.alpha
+        )
         models = train_models(settings)
         if not args.skip_cost:
             cost(args, settings, models)
@@ -457,7 +465,12 @@ def replay(args: argparse.Namespace, settings: Settings, models: dict[str, str])
     for role in ("better", "equal", "worse"):
         put_in_shadow(settings, models["champion"], models[role])
         started = time.perf_counter()
-        with api(settings, f"replay-{role}", CNCWEAR_PROMOTION_POLICY="shadow") as client:
+        with api(
+            settings,
+            f"replay-{role}",
+            CNCWEAR_PROMOTION_POLICY="shadow",
+            CNCWEAR_SHADOW_ALPHA=str(settings.shadow_alpha),
+        ) as client:
             outcome = replay_one(client, settings, models[role], runs, args.batch_rows)
         seconds = time.perf_counter() - started
         print(f"  {role:6} (version {models[role]}, {seconds:.0f} s): {outcome}", flush=True)
