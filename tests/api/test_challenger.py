@@ -143,7 +143,9 @@ def challenger_loaded(client: Any) -> bool:
 def test_under_offline_this_server_loads_no_challenger(registry: Registry) -> None:
     with offline(registry) as (running, _, _, _), running.client() as client:
         body = client.get("/model/challenger").json()
+        card = client.get("/model").json()
     assert body["loaded"] is None and body["load_failures"] == 0
+    assert card["challenger"] is None
 
 
 @pytest.mark.parametrize("policy", ["offline", "shadow"])
@@ -167,6 +169,8 @@ def test_under_shadow_the_challenger_is_loaded_beside_the_champion_which_answers
         wait_until(lambda: challenger_loaded(client), "the challenger to be loaded")
         body = client.get("/model/challenger").json()
         assert (body["version"], body["load_error"], body["load_failures"]) == (forest, None, 0)
+        loaded = client.get("/model").json()["challenger"]
+        assert loaded == {"version": forest, "load_error": None, "load_failures": 0}
         predicted = client.post("/predict", json={"rows": records(real_rows.head(5))})
         assert predicted.status_code == 200
         assert predicted.json()["model"]["version"] == champion
@@ -209,7 +213,11 @@ def test_a_challenger_that_cannot_be_loaded_is_reported_and_the_champion_answers
             predicted = client.post("/predict", json={"rows": records(real_rows.head(5))})
             assert predicted.status_code == 200
             assert predicted.json()["model"]["version"] == champion
-            assert client.get("/model").json()["version"] == champion
+            served = client.get("/model").json()
+        assert served["version"] == champion
+        assert served["challenger"]["version"] is None
+        assert served["challenger"]["load_failures"] == body["load_failures"]
+        assert served["challenger"]["load_error"] == body["load_error"]
 
 
 def test_a_challenger_holder_drops_its_model_once_the_alias_is_gone(registry: Registry) -> None:

@@ -52,6 +52,18 @@ class Serving(BaseModel):
     """Why scikit-learn serves this version, when it does."""
 
 
+class ChallengerLoad(BaseModel):
+    """This replica's challenger beside the champion (``CNCWEAR_PROMOTION_POLICY=shadow``)."""
+
+    version: str | None
+    """The version loaded here; None when none is (none in shadow, or its load failed)."""
+    load_error: str | None
+    """Why this replica could not load the version in shadow (the champion's answers are not
+    affected)."""
+    load_failures: int
+    """Failed challenger loads on this replica since it started."""
+
+
 class ModelPublic(BaseModel):
     name: str
     version: str
@@ -78,6 +90,9 @@ class ModelPublic(BaseModel):
     metrics: GroupedMetrics
     leaky_row_split: LeakyFigure
     serving: Serving
+    challenger: ChallengerLoad | None = None
+    """Under the shadow policy, the challenger this replica has loaded or could not load
+    (``GET /model/challenger`` has the rest); None under ``offline``."""
 
 
 class ConfusionMatrix(BaseModel):

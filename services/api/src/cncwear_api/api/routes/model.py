@@ -25,6 +25,7 @@ from cncwear_api.schemas.errors import ErrorResponse
 from cncwear_api.schemas.model import (
     ChallengerDecisionCreate,
     ChallengerDecisionPublic,
+    ChallengerLoad,
     ChallengerPublic,
     ExampleRows,
     ModelEvaluation,
@@ -51,8 +52,16 @@ router = APIRouter(prefix="/model", tags=["model"])
     ),
     responses=NO_CHAMPION,
 )
-async def get_model(served: CurrentModel) -> ModelPublic:
-    return served.card
+async def get_model(served: CurrentModel, shadow: ChallengerHolderDep) -> ModelPublic:
+    if shadow is None:
+        return served.card
+    held = shadow.current
+    load = ChallengerLoad(
+        version=None if held is None else held.version,
+        load_error=shadow.load_error,
+        load_failures=shadow.load_failures,
+    )
+    return served.card.model_copy(update={"challenger": load})
 
 
 @router.post(
