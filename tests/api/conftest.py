@@ -134,6 +134,14 @@ class RunningServer:
     def client(self, **kwargs: Any) -> httpx.Client:
         return httpx.Client(base_url=self.url, timeout=60.0, **kwargs)
 
+    def get_json(self, path: str) -> dict[str, Any]:
+        """The JSON body of ``GET path``, which must answer 200."""
+        with self.client() as client:
+            response = client.get(path)
+        assert response.status_code == 200, response.text
+        body: dict[str, Any] = response.json()
+        return body
+
     def wait_ready(self, version: str | None = None) -> dict[str, Any]:
         """Wait until the server serves a champion (``version`` if given); returns /ready."""
         with self.client() as client:

@@ -76,11 +76,7 @@ def send(server: RunningServer, rows: pd.DataFrame) -> list[dict[str, Any]]:
 
 
 def drift(server: RunningServer) -> dict[str, Any]:
-    with server.client() as client:
-        response = client.get("/drift")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return server.get_json("/drift")
 
 
 def token(server: RunningServer) -> dict[str, str]:

@@ -60,11 +60,7 @@ def in_shadow(
 
 
 def challenger_json(server: RunningServer) -> dict[str, Any]:
-    with server.client() as client:
-        response = client.get("/model/challenger")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    return server.get_json("/model/challenger")
 
 
 def test_the_panel_shows_both_versions_the_p_value_and_what_the_next_decision_needs(

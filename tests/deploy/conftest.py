@@ -113,6 +113,20 @@ def api_replicas(
             process.stop()
 
 
+def stack_environment(home: Path, redis_url: str, token: str, **settings: str) -> dict[str, str]:
+    """The environment of a one-home stack's processes (API replicas, workers, ``cncwear
+    train``): the fast budget on one core, and ``settings`` (``CNCWEAR_*`` names) on top."""
+    return {
+        **clean_environment(),
+        "CNCWEAR_HOME": str(home),
+        "CNCWEAR_REDIS_URL": redis_url,
+        "CNCWEAR_API_TOKEN": token,
+        "CNCWEAR_BUDGET": "fast",
+        "CNCWEAR_N_JOBS": "1",
+        **settings,
+    }
+
+
 def clean_environment() -> dict[str, str]:
     """The test process's environment without any cncwear or MLflow setting of the developer;
     workers started with it serve no metrics endpoint (no fixed port in tests)."""

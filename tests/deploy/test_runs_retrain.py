@@ -25,7 +25,7 @@ from cncwear.registry.store import ModelStore
 from cncwear.registry.tags import Tag
 from tests.api.labelled_runs import batches, records, run_label, run_rows
 
-from .conftest import BIN, api_replicas, clean_environment, start
+from .conftest import BIN, api_replicas, stack_environment, start
 
 TOKEN = "runs-retrain-token"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}
@@ -46,16 +46,13 @@ class Loop:
 @pytest.fixture
 def loop(tmp_path: Path, redis_url: str) -> Iterator[Loop]:
     home = tmp_path / "home"
-    env = {
-        **clean_environment(),
-        "CNCWEAR_HOME": str(home),
-        "CNCWEAR_REDIS_URL": redis_url,
-        "CNCWEAR_API_TOKEN": TOKEN,
-        "CNCWEAR_BUDGET": "fast",
-        "CNCWEAR_N_JOBS": "1",
-        "CNCWEAR_RETRAIN_AFTER_RUNS": "1",
-        "CNCWEAR_POLL_INTERVAL_SECONDS": "2",
-    }
+    env = stack_environment(
+        home,
+        redis_url,
+        TOKEN,
+        CNCWEAR_RETRAIN_AFTER_RUNS="1",
+        CNCWEAR_POLL_INTERVAL_SECONDS="2",
+    )
     weak = start(
         [str(BIN / "cncwear"), "train", "-c", "baseline"], env, tmp_path / "train.log", "train"
     )

@@ -56,7 +56,7 @@ from tests.api.conftest import scrape_url
 from tests.api.labelled_runs import COLUMNS, batches, records, run_label
 from tests.cncwear.runs_helpers import base_folder
 
-from .conftest import BIN, api_replicas, clean_environment, start, wait_until
+from .conftest import BIN, api_replicas, stack_environment, start, wait_until
 
 CHAMPION_EXPERIMENTS = [5, 11, 12, 14, 16, 18]
 CHALLENGER_EXPERIMENTS = [1, 3, 4, 5, 6, 8, 9, 10, 11, 12, 14, 15, 16, 18]
@@ -127,18 +127,15 @@ def stack(
     """The champion trained on :data:`CHAMPION_EXPERIMENTS`, a worker, and two replicas."""
     folder = tmp_path_factory.mktemp("shadow-acceptance")
     home = folder / "home"
-    env = {
-        **clean_environment(),
-        "CNCWEAR_HOME": str(home),
-        "CNCWEAR_REDIS_URL": redis_url,
-        "CNCWEAR_API_TOKEN": TOKEN,
-        "CNCWEAR_BUDGET": "fast",
-        "CNCWEAR_N_JOBS": "1",
-        "CNCWEAR_RETRAIN_AFTER_RUNS": "0",
-        "CNCWEAR_POLL_INTERVAL_SECONDS": "1",
-        "CNCWEAR_PROMOTION_POLICY": "shadow",
-        "CNCWEAR_SHADOW_ALPHA": SHADOW_ALPHA,
-    }
+    env = stack_environment(
+        home,
+        redis_url,
+        TOKEN,
+        CNCWEAR_RETRAIN_AFTER_RUNS="0",
+        CNCWEAR_POLL_INTERVAL_SECONDS="1",
+        CNCWEAR_PROMOTION_POLICY="shadow",
+        CNCWEAR_SHADOW_ALPHA=SHADOW_ALPHA,
+    )
     champion_data = base_folder(home / "data" / "champion", CHAMPION_EXPERIMENTS)
     base_folder(home / "data" / "challenger", CHALLENGER_EXPERIMENTS)
     command = [str(BIN / "cncwear"), "train", "--data-dir", str(champion_data)]
