@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from cncwear.core.queues import take_waiting
 from cncwear.core.schema import PROCESS_COLUMN, numeric_columns
 from cncwear.monitoring.shadow import ShadowComparison, compare_runs
 from cncwear.monitoring.shadow_decider import ChallengerVerdict, decide_challenger
@@ -89,10 +90,14 @@ class ShadowScorer:
                 self._counted[DROPPED].inc(rows)
                 return False
             self._pending += rows
-        if self._thread is None or not self._thread.is_alive():
-            self._start()
+        self._ensure_worker()
         self._queue.put_nowait(ShadowBatch(run, first_row, batch, input_columns))
         return True
+
+    def _ensure_worker(self) -> None:
+        """The worker running: without a lock when it is (the request path's case)."""
+        if self._thread is None or not self._thread.is_alive():
+            self._start()
 
     def _start(self) -> None:
         """Start the worker, or start it again if it died: the batches queued behind the dead
@@ -112,8 +117,8 @@ class ShadowScorer:
         decision then sees the run's last rows."""
         with self._idle:
             waiting = self._pending > 0
-        if waiting and self._thread is not None and not self._thread.is_alive():
-            self._start()  # batches queued behind a killed worker
+        if waiting:
+            self._ensure_worker()  # batches queued behind a killed worker
         with self._idle:
             return self._idle.wait_for(lambda: self._pending == 0, timeout=timeout)
 
@@ -121,12 +126,7 @@ class ShadowScorer:
 
     def _score_forever(self) -> None:
         while True:
-            group = [self._queue.get()]  # and all that waited meanwhile: one write for them all
-            while True:
-                try:
-                    group.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            group = take_waiting(self._queue)  # one call and one write for them all
             outcomes = [FAILED] * len(group)  # also when the thread itself is killed: the next
             try:  # offer restarts it
                 outcomes = self._score(group)

@@ -31,6 +31,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Engine
 
 from cncwear.core.errors import RunClosedError
+from cncwear.core.queues import take_waiting
 from cncwear.core.schema import ACTIVE_PROCESSES
 from cncwear.data.runs import tables
 from cncwear.data.runs.ids import RunState
@@ -118,12 +119,7 @@ class GroupAppender:
 
     def _write_forever(self) -> None:
         while True:
-            group = [self._queue.get()]
-            while True:
-                try:
-                    group.append(self._queue.get_nowait())
-                except queue.Empty:
-                    break
+            group = take_waiting(self._queue)
             appends = [p for p in group if isinstance(p, PendingAppend)]
             scores = [p for p in group if isinstance(p, PendingScores)]
             if appends:
@@ -153,9 +149,7 @@ class GroupAppender:
 
     def _insert_scores(self, group: list[PendingScores]) -> None:
         try:
-            if self._connection is None:
-                self._connection = self.engine.raw_connection()
-            self._connection.cursor().execute(
+            self._cursor().execute(
                 self.sql.insert_scores(len(group)),
                 {f"{c}_{i}": v for i, p in enumerate(group) for c, v in score_values(p).items()},
             )
@@ -167,9 +161,7 @@ class GroupAppender:
     def _write(self, group: list[PendingAppend]) -> None:
         outcomes: list[AppendOutcome | BaseException] = []
         try:
-            if self._connection is None:
-                self._connection = self.engine.raw_connection()  # held: the writer's alone
-            outcomes = self._transaction(self._connection.cursor(), group)
+            outcomes = self._transaction(self._cursor(), group)
             self._connection.commit()
         except Exception as error:  # nothing of the group was kept: every request hears why
             self._rollback()
@@ -234,6 +226,11 @@ class GroupAppender:
                 {"key": run, "added": rows, "active": active, "now": now, "cut": cut},
             )
         return outcomes
+
+    def _cursor(self) -> Any:
+        if self._connection is None:
+            self._connection = self.engine.raw_connection()  # held: the writer's alone
+        return self._connection.cursor()
 
     def _rollback(self) -> None:
         if self._connection is None:
