@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import httpx
 import numpy as np
 import pandas as pd
 from pydantic import SecretStr
@@ -72,11 +73,12 @@ def shadow_server(
         running.wait_ready(champion)
         if with_challenger and wait_loaded and policy == "shadow":
             with running.client() as client:
-                wait_until(
-                    lambda: bool(client.get("/model/challenger").json().get("loaded")),
-                    "the challenger to be loaded",
-                )
+                wait_until(lambda: challenger_loaded(client), "the challenger to be loaded")
         yield running, store, champion, challenger
+
+
+def challenger_loaded(client: httpx.Client) -> bool:
+    return bool(client.get("/model/challenger").json().get("loaded"))
 
 
 def new_run() -> str:

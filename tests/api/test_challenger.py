@@ -20,7 +20,7 @@ from cncwear_api.core.metrics import ApiMetrics
 from cncwear_api.serving.holder import ModelHolder
 
 from .conftest import Registry, RunningServer, records, wait_until
-from .shadow_servers import AUTH, shadow_server
+from .shadow_servers import AUTH, challenger_loaded, shadow_server
 
 
 def offline(
@@ -134,10 +134,6 @@ def test_a_bad_reason_is_a_422_naming_the_field(registry: Registry) -> None:
     assert "why" in [p["column"] for p in unknown.json()["problems"]]
     still = store.challenger_version()
     assert still is not None and str(still.version) == forest
-
-
-def challenger_loaded(client: Any) -> bool:
-    return bool(client.get("/model/challenger").json().get("loaded"))
 
 
 def test_under_offline_this_server_loads_no_challenger(registry: Registry) -> None:
