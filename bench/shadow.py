@@ -68,6 +68,7 @@ from typing import Any
 import httpx
 import pandas as pd
 import redis
+from learning_curve import write_base
 from loadgen import free_port, load, load_tool, ready
 from prometheus_client.parser import text_string_to_metric_families
 from scipy.stats import binomtest
@@ -153,25 +154,11 @@ def main() -> None:
 # -- the models ------------------------------------------------------------------------------------
 
 
-def data_folder(base: Path, into: Path, experiments: list[int]) -> Path:
-    """A data folder of the bundled format with only ``experiments``: their rows of train.csv and
-    their files (linked, compressed as bundled)."""
-    into.mkdir(parents=True)
-    table = pd.read_csv(base / "train.csv")
-    table[table["No"].isin(experiments)].to_csv(into / "train.csv", index=False)
-    for path in base.iterdir():
-        if path.name.startswith("experiment_"):
-            number = int(path.name.removeprefix("experiment_").split(".")[0])
-            if number in experiments:
-                (into / path.name).symlink_to(path)
-    return into
-
-
 def train_models(settings: Settings) -> dict[str, str]:
     """Train the champion and the three challengers; their versions by role."""
     folders = settings.home / "data"
-    champion_data = data_folder(settings.data_dir, folders / "champion", CHAMPION_EXPERIMENTS)
-    better_data = data_folder(settings.data_dir, folders / "better", BETTER_EXPERIMENTS)
+    champion_data = write_base(folders / "champion", CHAMPION_EXPERIMENTS)
+    better_data = write_base(folders / "better", BETTER_EXPERIMENTS)
     register_only = settings.model_copy(update={"promotion_margin": 1.0})
     plan = [
         ("champion", settings, champion_data, "random_forest"),
