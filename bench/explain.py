@@ -80,6 +80,13 @@ def main() -> None:
         action="store_true",
         help="explain only the champion of --home (skip fitting the forest and the boosting)",
     )
+    parser.add_argument(
+        "--rows-from",
+        choices=["held-out", "training"],
+        default="held-out",
+        help="draw the explained rows from the held-out experiments (the figures reported) or "
+        "from the training ones (where the anchor settings are chosen)",
+    )
     args = parser.parse_args()
 
     settings = Settings() if args.home is None else Settings(home=args.home)
@@ -93,9 +100,11 @@ def main() -> None:
     split = holdout_split(dataset, settings.holdout_fraction, settings.seed)
     train = dataset.subset(split.train_experiments)
     held_out = dataset.subset(split.holdout_experiments)
+    source = held_out if args.rows_from == "held-out" else train
     rows = validate_rows(
-        held_out.rows[columns].sample(args.rows, random_state=settings.seed), columns
+        source.rows[columns].sample(args.rows, random_state=settings.seed), columns
     )
+    print(f"explaining {args.rows} rows of the {args.rows_from} experiments")
 
     results: dict[str, Any] = {}
     fitted: list[tuple[str, str, ClassifierMixin]] = [
@@ -244,6 +253,7 @@ def old_anchor_settings(settings: Settings, explainers: Explainers) -> Settings:
             "explain_anchor_binning": "quantile",
             "explain_anchor_features": features,
             "explain_anchor_nearest": 64,
+            "explain_anchor_wider_features": 0,
         }
     )
 
@@ -256,6 +266,8 @@ def anchor_summary(anchors: list[AnchorExplanation], seconds: list[float]) -> di
         "stopped_by_time": sum(a.stopped_by == "time" for a in anchors),
         "stopped_by_samples": sum(a.stopped_by == "samples" for a in anchors),
         "meets_threshold": sum(a.meets_threshold for a in anchors),
+        "widened": sum(a.widened for a in anchors),
+        "meets_threshold_unwidened": sum(a.meets_threshold and not a.widened for a in anchors),
         "precision_quantiles": {
             q: float(np.quantile(precision, p))
             for q, p in (("min", 0.0), ("p10", 0.1), ("p25", 0.25), ("median", 0.5), ("p75", 0.75))
@@ -351,7 +363,8 @@ def print_summary(results: dict[str, Any]) -> None:
                 f"{anchor['partial']} partial ({anchor['stopped_by_time']} by time, "
                 f"{anchor['stopped_by_samples']} by samples); time median "
                 f"{anchor['seconds']['median']:.2f} s p95 {anchor['seconds']['p95']:.2f} s (cap "
-                f"{result['anchor_cap_seconds']} s)"
+                f"{result['anchor_cap_seconds']} s); widened {anchor['widened']} (without "
+                f"widening {anchor['meets_threshold_unwidened']}/{anchor['rows']})"
             )
         print(
             f"{'':<4}SHAP additivity: largest error {result['shap_additivity_max_error']:.1e}; "

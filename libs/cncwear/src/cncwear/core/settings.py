@@ -257,6 +257,12 @@ class Settings(BaseSettings):
     explain_anchor_features: int = Field(default=6, ge=1)
     """Features an anchor may put conditions on: the row's top ones by absolute SHAP value."""
 
+    explain_anchor_wider_features: int = Field(default=12, ge=0)
+    """When the anchor search on the top ``CNCWEAR_EXPLAIN_ANCHOR_FEATURES`` ends below the
+    precision threshold, it searches again on the top this many, in the time and samples left
+    under the caps, and answers with the better rule (``widened`` in the answer). 0, or a number
+    not above ``CNCWEAR_EXPLAIN_ANCHOR_FEATURES``: never."""
+
     explain_anchor_beam_size: int = Field(default=4, ge=1, le=32)
     """Rules the anchor search keeps at each length (anchor-exp's ``beam_size``)."""
 

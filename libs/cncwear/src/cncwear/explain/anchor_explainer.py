@@ -34,7 +34,11 @@ Quirks kept here (with ``lime_explainer``, the only module that imports lime or 
 * Every feature is a candidate in the library; ``explain`` takes the features that may carry a
   condition (the row's top ones by SHAP) and hides the others' conditions from the search.
 * A search can end below the precision threshold (the library then returns the most precise rule
-  it kept); ``precision`` and ``threshold`` are both reported, so callers can tell.
+  it kept); ``precision`` and ``threshold`` are both reported, so callers can tell. Given ``wider``
+  features, a search that ended below it searches again on those, in the time and samples left
+  under the caps, and the better of the two rules is the answer: a narrow candidate set is what
+  makes most searches short and precise, and the rows it fails are those whose label also follows
+  features outside it.
 * The precision reported is measured afresh once the rule is chosen, on ``VERIFY_SAMPLES`` rows
   drawn under it, the same way for finished and stopped searches. The search's own estimates pool
   rows drawn for shorter rules (whose distribution differs a little) and are those of the rule
@@ -45,6 +49,7 @@ Quirks kept here (with ``lime_explainer``, the only module that imports lime or 
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections.abc import Callable
@@ -86,7 +91,20 @@ class AnchorResult:
     partial: bool
     stopped_by: StopReason | None
     samples: int
+    """Perturbed rows the search scored, over both searches when it widened."""
     precision_samples: int
+    features: list[int]
+    """The features the answering search could put conditions on."""
+    widened: bool
+    """Whether the answer comes from the second search, on the wider set of features."""
+
+    def beats(self, other: AnchorResult, threshold: float) -> bool:
+        """Reaching the threshold first, then a higher fresh precision, then a wider rule."""
+        return (self.precision >= threshold, self.precision, self.coverage) > (
+            other.precision >= threshold,
+            other.precision,
+            other.coverage,
+        )
 
 
 class _SearchStoppedError(Exception):
@@ -226,57 +244,84 @@ class AnchorExplainer:
             self._explainer.categorical_names = dict(disc.names)
 
     def explain(
-        self, row: np.ndarray, label: int, features: list[int] | None = None
+        self,
+        row: np.ndarray,
+        label: int,
+        features: list[int] | None = None,
+        wider: list[int] | None = None,
     ) -> AnchorResult:
         """The anchor of the model's ``label`` for one engineered row, with conditions only on
-        ``features`` (by default any candidate feature)."""
-        allowed = self.candidates if features is None else self.candidates & set(features)
+        ``features`` (by default any candidate feature); if that search ends below the threshold
+        within the caps, again on ``wider`` (see the module's docstring)."""
         with self._lock:
             np.random.seed(self.seed)
             started = time.perf_counter()
-            full, full_mapping = self._explainer.get_sample_fn(
-                row, self.model.labels, desired_label=label
-            )
-            bins = self._explainer.disc.discretize(row.reshape(1, -1))[0]
-            keep = [
-                i
-                for i in sorted(full_mapping)
-                if full_mapping[i][0] in allowed and self._near(full_mapping[i], bins)
-            ]
-            mapping = {j: full_mapping[i] for j, i in enumerate(keep)}
+            deadline = started + self.max_seconds
+            result = self._search(row, label, features, deadline, self.max_samples)
+            left = self.max_samples - result.samples
+            more = (set(wider or []) & self.candidates) - set(result.features)
+            if (
+                more
+                and result.precision < self.threshold
+                and not result.partial
+                and left >= self.batch_size
+                and time.perf_counter() < deadline
+            ):
+                second = self._search(row, label, wider, deadline, left)
+                best = second if second.beats(result, self.threshold) else result
+                result = dataclasses.replace(
+                    best, samples=result.samples + second.samples, widened=best is second
+                )
+        return result
 
-            def sample(
-                present: list[int], num_samples: int, compute_labels: bool = True
-            ) -> tuple[np.ndarray, np.ndarray, Any]:
-                raw, data, labels = full([keep[p] for p in present], num_samples, compute_labels)
-                return raw, data[:, keep], labels
+    def _search(
+        self,
+        row: np.ndarray,
+        label: int,
+        features: list[int] | None,
+        deadline: float,
+        max_samples: int,
+    ) -> AnchorResult:
+        allowed = self.candidates if features is None else self.candidates & set(features)
+        full, full_mapping = self._explainer.get_sample_fn(
+            row, self.model.labels, desired_label=label
+        )
+        bins = self._explainer.disc.discretize(row.reshape(1, -1))[0]
+        keep = [
+            i
+            for i in sorted(full_mapping)
+            if full_mapping[i][0] in allowed and self._near(full_mapping[i], bins)
+        ]
+        mapping = {j: full_mapping[i] for j, i in enumerate(keep)}
 
-            sampler = _CappedSampler(
-                sample,
-                deadline=started + self.max_seconds,
-                max_samples=self.max_samples,
-                batch_size=self.batch_size,
-            )
-            stopped: StopReason | None = None
-            order: list[int] = []
-            if keep:
-                try:
-                    found = AnchorBaseBeam.anchor_beam(
-                        sampler,
-                        delta=DELTA,
-                        epsilon=EPSILON,
-                        epsilon_stop=EPSILON_STOP,
-                        batch_size=self.batch_size,
-                        beam_size=self.beam_size,
-                        desired_confidence=self.threshold,
-                        coverage_samples=COVERAGE_SAMPLES,
-                    )
-                    order = [int(i) for i in found["feature"]]
-                except _SearchStoppedError as stop:
-                    stopped = stop.reason
-                    order = list(sampler.best(self.threshold))
-            rule = tuple(sorted(order))
-            _, _, same = sample(list(rule), VERIFY_SAMPLES)
+        def sample(
+            present: list[int], num_samples: int, compute_labels: bool = True
+        ) -> tuple[np.ndarray, np.ndarray, Any]:
+            raw, data, labels = full([keep[p] for p in present], num_samples, compute_labels)
+            return raw, data[:, keep], labels
+
+        sampler = _CappedSampler(
+            sample, deadline=deadline, max_samples=max_samples, batch_size=self.batch_size
+        )
+        stopped: StopReason | None = None
+        order: list[int] = []
+        if keep:
+            try:
+                found = AnchorBaseBeam.anchor_beam(
+                    sampler,
+                    delta=DELTA,
+                    epsilon=EPSILON,
+                    epsilon_stop=EPSILON_STOP,
+                    batch_size=self.batch_size,
+                    beam_size=self.beam_size,
+                    desired_confidence=self.threshold,
+                    coverage_samples=COVERAGE_SAMPLES,
+                )
+                order = [int(i) for i in found["feature"]]
+            except _SearchStoppedError as stop:
+                stopped = stop.reason
+                order = list(sampler.best(self.threshold))
+        _, _, same = sample(sorted(order), VERIFY_SAMPLES)
         conditions = self._conditions(order, mapping)
         return AnchorResult(
             conditions=conditions,
@@ -286,6 +331,8 @@ class AnchorExplainer:
             stopped_by=stopped,
             samples=sampler.samples,
             precision_samples=VERIFY_SAMPLES,
+            features=[f for f in (features or sorted(allowed)) if f in allowed],
+            widened=False,
         )
 
     def _near(self, candidate: tuple[int, str, int], bins: np.ndarray) -> bool:

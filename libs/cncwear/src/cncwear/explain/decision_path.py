@@ -48,6 +48,8 @@ class DecisionPathAnchor:
             stopped_by=None,
             samples=0,
             precision_samples=VERIFY_SAMPLES,
+            features=list(range(len(self.columns))),
+            widened=False,
         )
 
     def path(self, row: np.ndarray) -> list[Condition]:

@@ -230,12 +230,15 @@ class Explainers:
         if self.path_anchor is not None:
             anchor = self.path_anchor.explain(x, label)
             binning: Literal["model", "quantile", "decision_path"] = "decision_path"
-            candidates = list(self.anchor.columns)
         else:
-            top = self._top_features(engineered)
-            anchor = self.anchor.explain(x, label, top)
+            ranked = self._ranked_features(engineered)
+            anchor = self.anchor.explain(
+                x,
+                label,
+                ranked[: self.settings.explain_anchor_features],
+                wider=ranked[: self.settings.explain_anchor_wider_features],
+            )
             binning = self.anchor.binning
-            candidates = [self.anchor.columns[f] for f in top if f in self.anchor.candidates]
         conditions = [self._with_formula(c, terms) for c in anchor.conditions]
         return AnchorExplanation(
             model_version=self.version,
@@ -253,15 +256,15 @@ class Explainers:
             samples=anchor.samples,
             precision_samples=anchor.precision_samples,
             binning=binning,
-            candidates=candidates,
+            candidates=[self.anchor.columns[f] for f in anchor.features],
+            widened=anchor.widened,
         )
 
-    def _top_features(self, engineered: pd.DataFrame) -> list[int]:
-        """The row's features with the largest absolute SHAP values (none that are zero): the
-        only ones an anchor may put conditions on."""
+    def _ranked_features(self, engineered: pd.DataFrame) -> list[int]:
+        """The row's features by absolute SHAP value, largest first (none that are zero): an
+        anchor may put conditions only on the top ones."""
         values = np.abs(self.shap.values(engineered).values[0])
-        ranked = [int(f) for f in np.argsort(-values, kind="stable") if values[f] > 0]
-        return ranked[: self.settings.explain_anchor_features]
+        return [int(f) for f in np.argsort(-values, kind="stable") if values[f] > 0]
 
     def _terms(self, batch: Batch) -> list[list[RawTerm]]:
         """Per engineered feature, the raw columns it is computed from with the row's values."""

@@ -154,6 +154,9 @@ class AnchorExplanation(_Answer):
     training reference (a model without splits), or a decision tree's own path (no search)."""
     candidates: list[str]
     """The features the search could put conditions on (the row's top ones by absolute SHAP)."""
+    widened: bool
+    """True when the search on the top features ended below the threshold and a second one, on
+    more of them (``CNCWEAR_EXPLAIN_ANCHOR_WIDER_FEATURES``), found the answer."""
 
     @property
     def meets_threshold(self) -> bool:

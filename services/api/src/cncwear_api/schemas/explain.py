@@ -122,6 +122,9 @@ class AnchorExplanationPublic(ExplanationPublic):
     without splits), or a decision tree's own path (exact: precision 1.0, no search)."""
     candidates: list[str]
     """The features the search could put conditions on: the row's top ones by absolute SHAP."""
+    widened: bool
+    """The search on the top features ended below the threshold, and this answer comes from a
+    second search on more of them (``CNCWEAR_EXPLAIN_ANCHOR_WIDER_FEATURES``)."""
 
 
 ExplainResponse = Annotated[
