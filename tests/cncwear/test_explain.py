@@ -267,7 +267,9 @@ def test_anchor_rule_holds_for_the_row_and_its_precision_checks_out(forest: Fitt
         assert answer.partial == (answer.stopped_by is not None)
         assert answer.binning == "model"
         assert {c.feature for c in answer.conditions} <= set(answer.candidates)
-        assert len(answer.candidates) <= explainers.settings.explain_anchor_features
+        settings = explainers.settings
+        most = settings.explain_anchor_wider_features if answer.widened else None
+        assert len(answer.candidates) <= (most or settings.explain_anchor_features)
 
 
 def test_anchor_of_a_shallow_tree_is_its_path_above_the_threshold(
@@ -295,6 +297,44 @@ def test_anchor_search_stops_at_the_sample_cap_with_the_best_rule_so_far(
     assert answer.partial and answer.stopped_by == "samples"
     assert answer.samples <= 1000
     check_anchor(explainers, one(forest, 0), answer)
+
+
+def test_an_anchor_search_that_ends_below_the_threshold_searches_again_on_more_features(
+    forest: Fitted, explain_settings: Settings
+) -> None:
+    """One candidate feature is too few for these rows; the second search, on six, answers
+    whenever it finds the better rule. A search that reached the threshold is left alone."""
+    once = explain_settings.model_copy(
+        update={
+            "explain_anchor_features": 1,
+            "explain_anchor_wider_features": 0,
+            "explain_anchor_max_seconds": 60.0,  # no time cap: only the precision decides
+        }
+    )
+    twice = once.model_copy(update={"explain_anchor_wider_features": 6})
+    narrow = Explainers.build(forest.pipeline, forest.profile, "once", once)
+    widening = Explainers.build(forest.pipeline, forest.profile, "twice", twice)
+    widened = 0
+    for i in range(6):
+        first = narrow.explain(one(forest, i), "anchor", validated=True)
+        answer = widening.explain(one(forest, i), "anchor", validated=True)
+        assert isinstance(first, AnchorExplanation) and isinstance(answer, AnchorExplanation)
+        assert not first.widened and len(first.candidates) == 1
+        if first.meets_threshold:
+            assert not answer.widened and answer.samples == first.samples
+        else:
+            assert answer.samples > first.samples  # a second search ran, within the same caps
+        if answer.widened:
+            assert (answer.meets_threshold, answer.precision) >= (
+                first.meets_threshold,
+                first.precision,
+            )
+            assert 1 < len(answer.candidates) <= 6
+            check_anchor(widening, one(forest, i), answer)
+            widened += 1
+        else:
+            assert (answer.rule, answer.precision) == (first.rule, first.precision)
+    assert widened
 
 
 # -- global view ------------------------------------------------------------------------------

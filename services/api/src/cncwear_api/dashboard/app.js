@@ -545,6 +545,7 @@ function renderAnchor(answer) {
     `precision ${fmt(answer.precision)} ${answer.precision >= answer.threshold ? "≥" : "<"} threshold ${fmt(answer.threshold, 2)} · ` +
     `coverage ${fmt(answer.coverage)}` +
     (answer.partial ? ` · partial: stopped by ${answer.stopped_by}` : "") +
+    (answer.widened ? ` · searched again on ${answer.candidates.length} features` : "") +
     ` · ${answer.binning === "decision_path" ? "the tree's decision path" : `${answer.binning} bins`} · ${fmt(answer.seconds, 2)} s`;
   const flags = [];
   if (answer.partial) flags.push({ key: "partial", text: "partial", title: `the search hit its cap (${answer.stopped_by}): the best rule so far` });
