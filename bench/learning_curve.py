@@ -60,7 +60,7 @@ import redis
 from loadgen import free_port, load, load_tool, ready
 
 from cncwear.core.choices import DEFAULT_CANDIDATES, AutoMLEngineName, Budget
-from cncwear.core.schema import EXPERIMENT_COLUMN, LABEL_COLUMN, LABELS
+from cncwear.core.schema import EXPERIMENT_COLUMN, LABEL_COLUMN
 from cncwear.core.settings import BUNDLED_DATA_DIR, Settings
 from cncwear.data.dataset import Dataset, load_dataset
 from cncwear.data.runs.base import BaseData
@@ -81,7 +81,6 @@ BATCH_ROWS = 100
 QUICK_STEPS = 3
 CANDIDATES = [c.value for c in DEFAULT_CANDIDATES]
 TOLERANCE = 1e-9
-CONDITIONS = {number: name for name, number in LABELS.items()}
 JOB_APPEARS_SECONDS = 30.0
 """How long after an accepted label the bench looks for the retrain it queued."""
 JOB_TIMEOUT_SECONDS = 1800.0
@@ -386,13 +385,7 @@ def one_step(loop: Loop, index: int, experiment: int) -> Step:
         if answer.status_code != 200:
             raise SystemExit(f"/predict answered {answer.status_code}: {answer.text[:500]}")
     stream_seconds = time.perf_counter() - streaming
-    first = rows.iloc[0]
-    label = {
-        "tool_condition": CONDITIONS[int(first[LABEL_COLUMN])],
-        "feedrate": float(first["feedrate"]),
-        "clamp_pressure": float(first["clamp_pressure"]),
-        "material": loop.materials.get(experiment, "wax"),
-    }
+    label = loop.bundled.run_label(experiment, loop.materials.get(experiment, "wax")).as_dict()
     labelled_at, clock = time.time(), time.perf_counter()
     answer = loop.client.post(f"/runs/{run}/label", json=label, headers=loop.headers)
     if answer.status_code != 200:

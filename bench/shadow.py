@@ -100,7 +100,6 @@ REPLAY_EXPERIMENTS = [2, 7, 13, 17]
 """Trained on by no model."""
 
 COLUMNS = input_columns(use_identifying_columns=False)
-CONDITIONS = {0: "unworn", 1: "worn"}
 
 
 @dataclass(frozen=True)
@@ -413,17 +412,12 @@ STEPS = (
 def replay_runs(settings: Settings, run_rows: int) -> list[Run]:
     """The replay experiments cut into consecutive runs of ``run_rows`` rows (a shorter tail
     dropped), interleaved round-robin across the experiments."""
-    rows = load_dataset(settings.data_dir).rows
+    dataset = load_dataset(settings.data_dir)
+    rows = dataset.rows
     cut: list[list[Run]] = []
     for experiment in REPLAY_EXPERIMENTS:
         own = rows[rows[EXPERIMENT_COLUMN] == experiment]
-        first = own.iloc[0]
-        label = {
-            "tool_condition": CONDITIONS[int(first["label"])],
-            "feedrate": float(first["feedrate"]),
-            "clamp_pressure": float(first["clamp_pressure"]),
-            "material": "wax",
-        }
+        label = dataset.run_label(experiment).as_dict()
         runs = [
             Run(
                 id=f"bench/shadow/e{experiment:02d}-r{i:02d}",

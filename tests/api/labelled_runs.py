@@ -16,7 +16,6 @@ from cncwear.core.schema import PROCESS_COLUMN, input_columns
 from cncwear.data.dataset import Dataset
 
 COLUMNS = input_columns(use_identifying_columns=False)
-CONDITIONS = {0: "unworn", 1: "worn"}
 
 
 def run_rows(dataset: Dataset, experiment: int) -> pd.DataFrame:
@@ -29,13 +28,7 @@ def run_rows(dataset: Dataset, experiment: int) -> pd.DataFrame:
 
 def run_label(dataset: Dataset, experiment: int) -> dict[str, Any]:
     """The experiment's label and settings, as ``POST /runs/{run}/label`` takes them."""
-    first = dataset.rows[dataset.rows["experiment"] == experiment].iloc[0]
-    return {
-        "tool_condition": CONDITIONS[int(first["label"])],
-        "feedrate": float(first["feedrate"]),
-        "clamp_pressure": float(first["clamp_pressure"]),
-        "material": "wax",
-    }
+    return dataset.run_label(experiment).as_dict()
 
 
 def records(frame: pd.DataFrame) -> list[dict[str, Any]]:

@@ -17,6 +17,7 @@ import pandas as pd
 from cncwear.core.errors import DataError, SchemaError
 from cncwear.core.schema import (
     ACTIVE_PROCESSES,
+    CLASS_NAMES,
     EXPERIMENT_COLUMN,
     LABEL_COLUMN,
     LABELS,
@@ -26,6 +27,7 @@ from cncwear.core.schema import (
     input_columns,
     validate_rows,
 )
+from cncwear.data.runs.ids import RunLabel
 
 _EXPERIMENT_FILE = re.compile(r"^experiment_(\d+)\.csv(\.xz|\.gz|\.bz2|\.zst)?$")
 
@@ -59,6 +61,18 @@ class Dataset:
 
     def experiment_labels(self) -> pd.Series:
         return self.rows.groupby(EXPERIMENT_COLUMN)[LABEL_COLUMN].first()
+
+    def run_label(self, experiment: int, material: str = "wax") -> RunLabel:
+        """The label and settings of one experiment, as a shop labels a run of its rows: how the
+        tests and benches replay a bundled experiment as a labelled run. ``train.csv``'s material
+        is not kept in the rows (every bundled experiment is wax), so it is given."""
+        first = self.rows[self.rows[EXPERIMENT_COLUMN] == experiment].iloc[0]
+        return RunLabel(
+            tool_condition=CLASS_NAMES[int(first[LABEL_COLUMN])],
+            feedrate=float(first["feedrate"]),
+            clamp_pressure=float(first["clamp_pressure"]),
+            material=material,
+        )
 
     def subset(self, experiments: np.ndarray | list[int]) -> Dataset:
         mask = self.rows[EXPERIMENT_COLUMN].isin(list(experiments))
